@@ -25,6 +25,7 @@ locally or on the server.
     ├── EngineError                 engine_error      the engine failed while running the job
     │   └── OutOfMemory             out_of_memory     not enough device memory, even after a retry
     ├── ServerUnavailable           server_unavailable  cannot reach the server (client side only)
+    ├── JobWasCancelled             cancelled         raised by a client waiting on a job that was cancelled
     └── InternalError               internal_error    a bug; details stay in the server log
 
 Wire form: ``{"code": "...", "message": "...", "field": "..."?}``.
@@ -164,6 +165,11 @@ class OutOfMemory(EngineError):
 class ServerUnavailable(BrushlinkError):
     code = "server_unavailable"
     default_message = "The brushlink server cannot be reached. Is `brushlink serve` running?"
+
+
+class JobWasCancelled(BrushlinkError):
+    code = "cancelled"
+    default_message = "The job was cancelled."
 
 
 class InternalError(BrushlinkError):

@@ -69,7 +69,9 @@ def decode_frame(data: bytes) -> BinaryFrame:
         raise InvalidField("A binary frame is shorter than its 22-byte header.", field="frame")
     magic, version, slot_code, index, raw_id = _HEADER.unpack_from(data)
     if magic != MAGIC or version != FRAME_VERSION:
-        raise InvalidField("A binary frame does not start with the brushlink header.", field="frame")
+        raise InvalidField(
+            "A binary frame does not start with the brushlink header.", field="frame"
+        )
     slot = SLOT_NAMES.get(slot_code)
     if slot is None:
         raise InvalidField(f"A binary frame names unknown slot {slot_code}.", field="frame")

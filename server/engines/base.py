@@ -128,7 +128,7 @@ class Engine(ABC):
     def models(self) -> list[ModelInfo]:
         """The models this engine can run now (cheap: no weights are loaded)."""
 
-    def check(self, spec: JobSpec, model: ModelInfo, images: dict[str, Any]) -> None:
+    def check(self, spec: JobSpec, model: ModelInfo, images: dict[str, Any]) -> None:  # noqa: B027
         """Refuse a request before it is queued: raise a ``RequestError`` subclass.
 
         ``images`` maps slot -> (width, height) or a list of them for ``input``.
