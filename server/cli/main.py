@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = [
     "serve",
     "jobs",  # generate, inpaint, style, rank
     "models",
+    "watch",
 ]
 
 

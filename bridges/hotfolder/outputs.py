@@ -1,0 +1,77 @@
+"""Durable file operations: a reader never sees half a file, and nothing is overwritten by accident.
+
+``write_atomic`` writes a temporary file in the same folder, flushes and fsyncs it, renames it
+over the final name with ``os.replace`` (atomic on POSIX and Windows) and fsyncs the folder so
+the rename itself survives a power cut. ``move_durably`` moves an input the same way, and
+``free_name`` picks a name that is not taken (``coffee~2.png``) so that done/ and failed/ never
+overwrite an earlier file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+TEMP_PREFIX = ".brushlink-tmp-"
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or create inside ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a directory; NTFS journals the rename itself
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` holds either nothing/the old file or all of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def move_durably(src: Path, dest: Path) -> None:
+    """Rename ``src`` to ``dest`` (same file system: inbox/x -> inbox/done/x) and fsync both."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dest)
+    fsync_dir(dest.parent)
+    if src.parent != dest.parent:
+        fsync_dir(src.parent)
+
+
+def free_name(
+    folder: Path,
+    stem: str,
+    suffixes: Iterable[str],
+    taken: Callable[[str], bool] | None = None,
+) -> str:
+    """The first of ``stem``, ``stem~2``, ``stem~3`` ... for which no ``folder/<name><suffix>`` exists.
+
+    ``suffixes`` lists every file the caller will create with that name (``.png``,
+    ``.error.txt``); ``taken`` adds names reserved elsewhere (jobs still running).
+    """
+    suffixes = list(suffixes)
+    n = 1
+    while True:
+        name = stem if n == 1 else f"{stem}~{n}"
+        busy = any((folder / f"{name}{s}").exists() for s in suffixes)
+        if not busy and not (taken and taken(name)):
+            return name
+        n += 1

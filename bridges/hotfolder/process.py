@@ -1,0 +1,286 @@
+"""One input, start to finish: recipe -> job(s) -> durable outputs -> input moved to done/ or failed/.
+
+The order of the steps is what makes a crash harmless (see ``journal.py``):
+
+    1. reserve the output name and note it in the journal      (state "started")
+    2. run the job(s) on the server
+    3. write every output, then the ``<stem>.json`` sidecar, atomically
+    4. note "written" (or "failed" with the reason) in the journal
+    5. choose the name in done/ or failed/, note it, write the error note, move sidecars, move
+       the input last, drop the journal entry
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from brushlink.plugin.errors import BrushlinkError, InvalidField
+from brushlink.plugin.protocol import Result
+from brushlink.plugin.request import JobRequest
+
+from .images import encode_output, read_image, read_prompts
+from .journal import Entry, Journal
+from .outputs import free_name, move_durably, write_atomic
+from .recipe import (
+    IMAGE_SUFFIXES,
+    PROMPT_SUFFIXES,
+    Recipe,
+    RecipeError,
+    load_overrides,
+    load_recipe,
+)
+
+DONE_DIR = "done"
+FAILED_DIR = "failed"
+SIDECAR_SUFFIXES = (".mask.png", ".json")
+
+
+class Submitter(Protocol):
+    """What processing needs from the server side (``runner.Runner``)."""
+
+    def max_pixels(self) -> int | None: ...
+
+    def run(self, request: JobRequest, label: str) -> Result: ...
+
+
+@dataclass
+class Outcome:
+    input: Path
+    ok: bool
+    outputs: list[Path] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Job:
+    request: JobRequest
+    label: str  # "" for an image input, "-<line>" for a prompt file's line
+    prompt: str
+
+
+class Reservations:
+    """Output names taken by inputs in flight in this process (two drops named ``a.png``, ``a.jpg``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken: set[Path] = set()
+
+    def reserve(self, outdir: Path, stem: str, journal: Journal, fmt: str) -> str:
+        with self._lock:
+            claimed = journal.reserved_stems()
+            name = free_name(
+                outdir,
+                stem,
+                [".json", f".{fmt}", f"-1.{fmt}"],
+                taken=lambda n: n in claimed or (outdir / n) in self._taken,
+            )
+            self._taken.add(outdir / name)
+            return name
+
+    def hold(self, outdir: Path, name: str) -> None:
+        with self._lock:
+            self._taken.add(outdir / name)
+
+    def release(self, outdir: Path, name: str) -> None:
+        with self._lock:
+            self._taken.discard(outdir / name)
+
+
+class Processor:
+    def __init__(self, outbox: Path, submitter: Submitter, reservations: Reservations) -> None:
+        self.outbox = outbox
+        self.submitter = submitter
+        self.reservations = reservations
+
+    def process(self, path: Path, log: Callable[[str], None] | None = None) -> Outcome:
+        started = time.monotonic()
+        folder = path.parent
+        journal = Journal(folder)
+        outdir = self.outbox / folder.name
+        entry = journal.load(path.name)
+        if entry is not None and not entry.matches(path):
+            journal.remove(path.name)  # a different file now has this name
+            entry = None
+        if entry is None:
+            try:
+                fmt = load_recipe(folder).format
+            except RecipeError:
+                fmt = "png"
+            st = path.stat()
+            stem = _stem(path)
+            out_stem = self.reservations.reserve(outdir, stem, journal, fmt)
+            entry = Entry(path.name, st.st_size, st.st_mtime_ns, out_stem)
+            journal.save(entry)
+        else:
+            self.reservations.hold(outdir, entry.out_stem)
+        try:
+            if entry.state == "started":
+                try:
+                    entry.outputs = self._make(path, entry.out_stem, outdir)
+                    entry.state = "written"
+                except (RecipeError, BrushlinkError) as exc:
+                    entry.state = "failed"
+                    entry.error = _explain(path, exc)
+                journal.save(entry)
+            self._finish(path, entry, journal)
+        finally:
+            self.reservations.release(outdir, entry.out_stem)
+        return Outcome(
+            input=path,
+            ok=entry.state == "written",
+            outputs=[outdir / name for name in entry.outputs],
+            error=entry.error,
+            seconds=time.monotonic() - started,
+        )
+
+    # ----------------------------------------------------------------- steps
+
+    def _make(self, path: Path, out_stem: str, outdir: Path) -> list[str]:
+        recipe = load_recipe(path.parent)
+        overrides = path.with_name(f"{_stem(path)}.json")
+        if overrides.is_file():
+            recipe = recipe.with_overrides(load_overrides(overrides), overrides.name)
+        jobs = self._plan(recipe, path)
+        records: list[dict[str, Any]] = []
+        written: list[str] = []
+        t0 = time.monotonic()
+        for job in jobs:
+            result = self.submitter.run(job.request, f"{recipe.name}/{path.name}{job.label}")
+            images = result.result_images()
+            if not images:
+                raise BrushlinkError(f"The server returned no image for {path.name}{job.label}.")
+            for k, image in enumerate(images, start=1):
+                suffix = f"-{k}" if len(images) > 1 else ""
+                name = f"{out_stem}{job.label}{suffix}.{recipe.format}"
+                write_atomic(
+                    outdir / name, encode_output(image.png or b"", recipe.format, recipe.quality)
+                )
+                written.append(name)
+                records.append(
+                    {
+                        "file": name,
+                        "prompt": job.prompt,
+                        "seed": image.seed,
+                        "score": image.score,
+                        "width": image.width,
+                        "height": image.height,
+                        "job_id": job.request.job_id,
+                    }
+                )
+            records[-1]["metadata"] = result.metadata
+        sidecar = {
+            "input": path.name,
+            "recipe": recipe.name,
+            "kind": recipe.kind,
+            "model": _model_of(jobs, records) or recipe.model,
+            "prompt": recipe.prompt if recipe.kind != "generate" else None,
+            "negative_prompt": recipe.negative_prompt,
+            "style": recipe.style,
+            "strength": recipe.strength,
+            "seed": records[0]["seed"] if records else recipe.seed,
+            "scores": [r["score"] for r in records],
+            "images": records,
+            "timings": {"total_s": round(time.monotonic() - t0, 3)},
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_atomic(outdir / f"{out_stem}.json", json.dumps(sidecar, indent=2).encode())
+        written.append(f"{out_stem}.json")
+        return written
+
+    def _plan(self, recipe: Recipe, path: Path) -> list[_Job]:
+        suffix = path.suffix.lower()
+        if recipe.kind == "generate":
+            if suffix not in PROMPT_SUFFIXES:
+                raise InvalidField(
+                    f"Recipe `{recipe.name}` makes images from prompts: drop .txt files with one "
+                    f"prompt per line; {path.name} is not a .txt file.",
+                    field="kind",
+                )
+            jobs = []
+            for line, prompt in enumerate(read_prompts(path), start=1):
+                request = JobRequest(
+                    spec=recipe.job_spec(prompt=prompt), reference=self._ref(recipe)
+                )
+                jobs.append(_Job(request, f"-{line}", prompt))
+            return jobs
+        if suffix not in IMAGE_SUFFIXES:
+            raise InvalidField(
+                f"{path.name} is not an image: recipe `{recipe.name}` takes PNG, JPEG, WebP or "
+                "TIFF files.",
+                field="image",
+            )
+        limit = self.submitter.max_pixels()
+        png = read_image(path, limit)
+        request = JobRequest(spec=recipe.job_spec(), reference=self._ref(recipe))
+        if recipe.kind == "rank":
+            request.inputs = [png]
+        else:
+            request.image = png
+        if recipe.kind == "inpaint":
+            mask = path.with_name(f"{_stem(path)}.mask.png")
+            if not mask.is_file():
+                raise InvalidField(
+                    f"Recipe `{recipe.name}` inpaints: it needs a mask named {mask.name} next to "
+                    f"{path.name} (white = regenerate). Drop the mask first, then the image.",
+                    field="mask",
+                )
+            request.mask = read_image(mask, limit, mode="L")
+        return [_Job(request, "", recipe.prompt)]
+
+    def _ref(self, recipe: Recipe) -> bytes | None:
+        ref = recipe.reference_path()
+        return read_image(ref, self.submitter.max_pixels()) if ref else None
+
+    def _finish(self, path: Path, entry: Entry, journal: Journal) -> None:
+        failed = entry.state == "failed"
+        dest_dir = path.parent / (FAILED_DIR if failed else DONE_DIR)
+        stem = _stem(path)
+        if entry.dest is None:
+            suffixes = [path.suffix, *SIDECAR_SUFFIXES, ".error.txt"]
+            entry.dest = free_name(dest_dir, stem, suffixes) + path.suffix
+            journal.save(entry)
+        dest_stem = entry.dest[: -len(path.suffix)] if path.suffix else entry.dest
+        if failed:
+            note = (entry.error or "The input failed.") + "\n"
+            write_atomic(dest_dir / f"{dest_stem}.error.txt", note.encode())
+        for sidecar in SIDECAR_SUFFIXES:
+            src = path.with_name(f"{stem}{sidecar}")
+            if src.is_file():
+                move_durably(src, dest_dir / f"{dest_stem}{sidecar}")
+        if path.exists():
+            move_durably(path, dest_dir / entry.dest)
+        journal.remove(path.name)
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
+def _model_of(jobs: list[_Job], records: list[dict[str, Any]]) -> str | None:
+    for record in records:
+        model = (record.get("metadata") or {}).get("model")
+        if model:
+            return str(model)
+    return jobs[0].request.spec.model if jobs else None
+
+
+def _explain(path: Path, exc: Exception) -> str:
+    code = getattr(exc, "code", "recipe_error" if isinstance(exc, RecipeError) else "error")
+    message = getattr(exc, "message", None) or str(exc)
+    when = datetime.now().astimezone().isoformat(timespec="seconds")
+    return (
+        f"brushlink could not process {path.name} (recipe `{path.parent.name}`).\n\n"
+        f"Why: {message}\n"
+        f"Error code: {code}\n"
+        f"When: {when}\n\n"
+        "The file was moved here unchanged. Fix the problem and drop it into the recipe folder "
+        "again."
+    )
