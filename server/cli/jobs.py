@@ -1,0 +1,191 @@
+"""`brushlink generate | inpaint | style | rank`: one job, through a server or in-process.
+
+Without ``--server`` the command uses this machine's running server; when none answers it runs
+the job in-process (a private server on loopback) and says so on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from brushlink.plugin.blocking import BlockingClient
+from brushlink.plugin.errors import BrushlinkError, ServerUnavailable
+from brushlink.plugin.home import default_url, read_token
+from brushlink.plugin.protocol import JobSpec, Message, Preview, Progress, Result
+from brushlink.plugin.request import JobRequest
+
+from ..config import load_config
+from ..files import read_image_as_png, write_atomic
+from ..inprocess import LocalServer
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    try:
+        return int(width), int(height or width)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512, not {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", help="server URL (default: this machine's, else in-process)")
+    p.add_argument("--token", help="token (default: BRUSHLINK_HOME/token)")
+    p.add_argument("--home", type=Path, help="BRUSHLINK_HOME")
+    p.add_argument("--model", help="model name (see `brushlink models`)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("generate", help="generate images from a prompt")
+    g.add_argument("prompt")
+    g.add_argument("--negative", default="", help="negative prompt")
+    g.add_argument("--size", type=_size, help="WxH, e.g. 512x512")
+    g.add_argument("--candidates", type=int, default=1, help="draw N and rank them with CLIP")
+    g.add_argument("--keep", type=int, help="return the best K of the candidates")
+    g.add_argument("--tile", choices=["none", "x", "y", "xy"], default="none")
+    g.add_argument("--guidance", type=float)
+    g.add_argument("--scheduler")
+    _common(g)
+    _outputs(g)
+    g.set_defaults(func=run, kind="generate")
+
+    i = sub.add_parser("inpaint", help="regenerate the masked part of an image")
+    i.add_argument("image", type=Path)
+    i.add_argument("--mask", type=Path, required=True, help="white (or opaque) = regenerate")
+    i.add_argument("--prompt", default="")
+    i.add_argument("--engine", dest="engine", help="same as --model (e.g. fill)")
+    i.add_argument("--strength", type=float)
+    _common(i)
+    _outputs(i)
+    i.set_defaults(func=run, kind="inpaint")
+
+    s = sub.add_parser("style", help="restyle an image")
+    s.add_argument("image", type=Path)
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--style", help="a named style, e.g. sketch, watercolor, oil")
+    how.add_argument("--reference", type=Path, help="transfer the colours of this image")
+    s.add_argument("--prompt", default="")
+    s.add_argument("--strength", type=float)
+    _common(s)
+    _outputs(s)
+    s.set_defaults(func=run, kind="style")
+
+    r = sub.add_parser("rank", help="score images against a prompt with CLIP, best first")
+    r.add_argument("prompt")
+    r.add_argument("images", type=Path, nargs="+")
+    _common(r)
+    r.set_defaults(func=run, kind="rank")
+
+
+def build_request(args: argparse.Namespace) -> JobRequest:
+    spec = JobSpec(
+        kind=args.kind,
+        model=getattr(args, "engine", None) or args.model,
+        seed=args.seed,
+        steps=args.steps,
+        priority=args.priority,
+    )
+    request = JobRequest(spec)
+    if args.kind == "generate":
+        spec.prompt, spec.negative_prompt = args.prompt, args.negative
+        if args.size:
+            spec.width, spec.height = args.size
+        spec.candidates, spec.keep, spec.tile = args.candidates, args.keep, args.tile
+        spec.guidance, spec.scheduler = args.guidance, args.scheduler
+    elif args.kind == "inpaint":
+        spec.prompt, spec.strength = args.prompt, args.strength
+        request.image = read_image_as_png(args.image)
+        request.mask = read_image_as_png(args.mask)
+    elif args.kind == "style":
+        spec.prompt, spec.strength, spec.style = args.prompt, args.strength, args.style
+        request.image = read_image_as_png(args.image)
+        if args.reference:
+            request.reference = read_image_as_png(args.reference)
+        if not args.style and not args.reference:
+            raise BrushlinkError("Give a --style NAME or a --reference IMAGE.")
+    else:
+        spec.prompt = args.prompt
+        request.inputs = [read_image_as_png(path) for path in args.images]
+    return request
+
+
+class ProgressBar:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def __call__(self, event: Message) -> None:
+        if not self.enabled:
+            return
+        if isinstance(event, (Progress, Preview)) and event.total:
+            done = int(30 * event.step / event.total)
+            bar = "#" * done + "-" * (30 - done)
+            print(f"\r[{bar}] {event.step}/{event.total}", end="", file=sys.stderr, flush=True)
+        elif isinstance(event, Result):
+            print(file=sys.stderr)
+
+
+def _run_job(client: BlockingClient, args: argparse.Namespace, request: JobRequest) -> Result:
+    client.connect()
+    return client.run(request, on_event=ProgressBar(not args.quiet), timeout=args.timeout)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        request = build_request(args)
+    except (BrushlinkError, OSError) as err:
+        print(f"brushlink: {err}", file=sys.stderr)
+        return 2
+    home = args.home
+    url = args.server or default_url(home)
+    token = args.token or read_token(home)
+    try:
+        result = _via_server(args, request, url, token)
+    except ServerUnavailable as err:
+        if args.server:
+            print(f"brushlink: {err}", file=sys.stderr)
+            return 3
+        print("brushlink: no server running here; running the job in-process", file=sys.stderr)
+        with LocalServer(load_config(home)) as local:
+            try:
+                result = _via_server(args, request, local.url, local.token)
+            except BrushlinkError as err:
+                print(f"brushlink: {err.message} [{err.code}]", file=sys.stderr)
+                return 1
+    except BrushlinkError as err:
+        print(f"brushlink: {err.message} [{err.code}]", file=sys.stderr)
+        return 1
+    return _report(args, result)
+
+
+def _via_server(
+    args: argparse.Namespace, request: JobRequest, url: str, token: str | None
+) -> Result:
+    client = BlockingClient(url, token, reconnect=False)
+    try:
+        return _run_job(client, args, request)
+    finally:
+        client.close()
+
+
+def _report(args: argparse.Namespace, result: Result) -> int:
+    if args.kind == "rank":
+        for entry in result.metadata.get("ranking", []):
+            print(f"{entry['score']:.4f}  {args.images[entry['index']]}")
+        return 0
+    images = result.result_images()
+    for k, image in enumerate(images):
+        out = args.output if k == 0 else args.output.with_name(f"{args.output.stem}-{k}.png")
+        write_atomic(out, image.png or b"")
+        score = f"  score {image.score:.4f}" if image.score is not None else ""
+        print(f"{out}  seed {image.seed}{score}")
+    return 0

@@ -1,0 +1,46 @@
+"""`brushlink models`: the models and engines this install has, and what each can do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import load_config
+from ..engines.catalog import build_registry, pick_device
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list models and engines with what each can do")
+    p.add_argument("--home", type=Path, help="BRUSHLINK_HOME")
+    p.add_argument("--models", type=Path, action="append", help="an extra model folder")
+    p.add_argument("--json", action="store_true", help="print JSON, as `welcome.models` has it")
+    p.set_defaults(func=run)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.home, models_dirs=tuple(args.models) if args.models else None)
+    registry = build_registry(config, pick_device(config.device))
+    models = registry.models()
+    if args.json:
+        print(json.dumps([m.to_wire() for m in models], indent=2))
+        return 0
+    print(f"{'model':<28} {'engine':<10} {'family':<10} {'size':>9}  kinds")
+    for m in models:
+        print(
+            f"{m.name:<28} {m.engine:<10} {m.family or '-':<10} {_size(m.size_bytes):>9}  "
+            f"{', '.join(m.kinds)}"
+        )
+        if m.styles:
+            print(f"{'':<28} styles: {', '.join(m.styles)}")
+    return 0

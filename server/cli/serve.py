@@ -1,0 +1,72 @@
+"""`brushlink serve`: run the server until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from ..app import App
+from ..config import ServerConfig, ensure_home, load_config
+from ..engines.catalog import build_registry, pick_device
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the brushlink server")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; others are explicit)")
+    p.add_argument("--port", type=int, help="port (default 7437; 0 picks a free one)")
+    p.add_argument("--home", type=Path, help="BRUSHLINK_HOME: config, token, models, logs")
+    p.add_argument("--models", type=Path, action="append", help="an extra model folder")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where models run")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return load_config(
+        args.home,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        models_dirs=tuple(args.models) if args.models else None,
+    )
+
+
+def setup_logging(home: Path, level: str) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers.append(logging.FileHandler(home / "logs" / "server.log", encoding="utf-8"))
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    token = ensure_home(config.home)
+    setup_logging(config.home, args.log_level)
+    device = pick_device(config.device)
+    app = App(config, build_registry(config, device), token, device)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(url: str) -> None:
+            print(f"brushlink listening on {url}", flush=True)
+
+        await app.serve(ready, stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        print(f"brushlink: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,114 @@
+"""Server settings: defaults, then BRUSHLINK_HOME/config.toml, then command-line flags.
+
+[server]
+host = "127.0.0.1"
+port = 7437
+device = "auto"                 # auto | cpu | cuda | mps
+allowed_origins = []            # browser origins allowed to connect, e.g. "https://example.org"
+allowed_hosts = []              # extra Host header names accepted (besides the bound address)
+result_ttl_s = 900              # finished results stay collectable this long
+
+[limits]
+max_message_bytes = 67108864
+max_pixels = 16777216
+max_prompt_chars = 2000
+max_queued_per_client = 32
+
+[models]
+dirs = []                       # extra model folders
+defaults = { inpaint = "fill" } # default model per kind
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from brushlink.plugin.home import default_home, read_config
+from brushlink.plugin.protocol import DEFAULT_PORT
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = 64 * 2**20
+    max_pixels: int = 4096 * 4096
+    max_prompt_chars: int = 2000
+    max_queued_per_client: int = 32
+    max_candidates: int = 16
+    max_steps: int = 200
+    max_side: int = 8192
+
+    def to_wire(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    device: str = "auto"
+    models_dirs: tuple[Path, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    default_models: dict[str, str] = field(default_factory=dict)
+    result_ttl_s: float = 900.0
+    limits: Limits = Limits()
+
+    @property
+    def models_root(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def all_model_dirs(self) -> list[Path]:
+        return [self.models_root, *self.models_dirs]
+
+
+def load_config(home: Path | None = None, **overrides: Any) -> ServerConfig:
+    """Defaults < config.toml < keyword overrides (flags); None overrides are ignored."""
+    home = (home or default_home()).expanduser()
+    data = read_config(home)
+    server = data.get("server", {})
+    limits_data = data.get("limits", {})
+    models = data.get("models", {})
+    limit_names = {f.name for f in fields(Limits)}
+    limits = Limits(**{k: int(v) for k, v in limits_data.items() if k in limit_names})
+    config = ServerConfig(
+        home=home,
+        host=str(server.get("host", "127.0.0.1")),
+        port=int(server.get("port", DEFAULT_PORT)),
+        device=str(server.get("device", "auto")),
+        models_dirs=tuple(Path(p).expanduser() for p in models.get("dirs", [])),
+        allowed_origins=tuple(server.get("allowed_origins", [])),
+        allowed_hosts=tuple(server.get("allowed_hosts", [])),
+        default_models=dict(models.get("defaults", {})),
+        result_ttl_s=float(server.get("result_ttl_s", 900.0)),
+        limits=limits,
+    )
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "models_dirs" in given:
+        given["models_dirs"] = config.models_dirs + tuple(given["models_dirs"])
+    return replace(config, **given)
+
+
+def ensure_home(home: Path) -> str:
+    """Create the home layout and the token (mode 0600) on first start; return the token."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "models").mkdir(exist_ok=True)
+    (home / "logs").mkdir(exist_ok=True)
+    path = home / "token"
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        token = secrets.token_urlsafe(32)
+        # Created with mode 0600 so the token is never readable by others, not even for a moment.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token

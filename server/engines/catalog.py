@@ -1,0 +1,51 @@
+"""Which engines a server runs, built from its config. Construction is cheap: engines load
+weights lazily on their first job, so `brushlink serve` is ready in a second."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from ..config import ServerConfig
+from .base import Engine
+from .registry import EngineRegistry
+
+log = logging.getLogger("brushlink.engines")
+
+# module, class, and how to construct it from (config, device)
+ENGINES = [
+    ("fill", "FillEngine"),
+    ("filters", "FiltersEngine"),
+]
+
+
+def build_engines(config: ServerConfig, device: str) -> list[Engine]:
+    engines: list[Engine] = []
+    for module_name, class_name in ENGINES:
+        try:
+            module = importlib.import_module(f"{__package__}.{module_name}")
+        except ModuleNotFoundError as exc:  # TEMP while engines land
+            if exc.name != f"{__package__}.{module_name}":
+                raise
+            continue
+        engines.append(getattr(module, class_name)())
+    return engines
+
+
+def build_registry(config: ServerConfig, device: str) -> EngineRegistry:
+    return EngineRegistry(build_engines(config, device), defaults=config.default_models)
+
+
+def pick_device(requested: str) -> str:
+    """auto -> cuda if a GPU is usable, else mps on Apple silicon, else cpu."""
+    if requested != "auto":
+        return requested
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

@@ -1,0 +1,49 @@
+"""Image files on disk for the command line: any common format in, PNG bytes out; atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from brushlink.plugin.errors import InvalidImage
+from brushlink.plugin.png import SIGNATURE
+
+from .images import encode_rgba
+
+
+def read_image_as_png(path: Path) -> bytes:
+    """PNG files are sent as they are (the server checks them); others are converted."""
+    data = path.read_bytes()
+    if data.startswith(SIGNATURE):
+        return data
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise InvalidImage(f"{path} is not an image OpenCV can read.")
+    if array.dtype != np.uint8:
+        array = (array / 257).astype(np.uint8)
+    if array.ndim == 2:
+        array = cv2.cvtColor(array, cv2.COLOR_GRAY2RGBA)
+    elif array.shape[2] == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGBA)
+    else:
+        array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
+    return encode_rgba(array)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

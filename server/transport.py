@@ -1,0 +1,129 @@
+"""The websocket transport: one reader loop and one writer task per connection.
+
+The reader turns frames into calls on ``App``; everything the server says to a client goes
+through the connection's outgoing queue, so frames from the worker, the scheduler and the
+reader never interleave mid-message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from brushlink.plugin.errors import BrushlinkError, InternalError, UnknownJob
+from brushlink.plugin.frames import decode_frame
+from brushlink.plugin.protocol import (
+    PATH,
+    Cancel,
+    Collect,
+    Error,
+    Failed,
+    Ping,
+    Pong,
+    Submit,
+    decode_message,
+)
+
+from .auth import status_for
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("brushlink.transport")
+
+_ids = itertools.count(1)
+
+
+class Connection:
+    def __init__(self, ws: ServerConnection, app: App) -> None:
+        self.ws = ws
+        self.app = app
+        self.id = next(_ids)
+        self.outgoing: asyncio.Queue[list[str | bytes] | None] = asyncio.Queue()
+        self.closed = False
+
+    def send(self, frames: list[str | bytes]) -> None:
+        """Queue frames for the writer; safe to call from the event loop at any time."""
+        if not self.closed:
+            self.outgoing.put_nowait(frames)
+
+    def send_error(self, err: BrushlinkError, job_id: str | None = None) -> None:
+        if job_id is not None:
+            self.send([Failed.from_error(job_id, err).encode()])
+        else:
+            self.send([Error(**err.to_wire()).encode()])
+
+    async def _writer(self) -> None:
+        while True:
+            frames = await self.outgoing.get()
+            if frames is None:
+                return
+            for frame in frames:
+                await self.ws.send(frame)
+
+    async def serve(self) -> None:
+        writer = asyncio.create_task(self._writer())
+        try:
+            self.send([self.app.welcome().encode()])
+            async for raw in self.ws:
+                try:
+                    await self._handle(raw)
+                except BrushlinkError as err:
+                    self.send_error(err, getattr(err, "job_id", None))
+                except Exception:
+                    log.exception("unexpected error while handling a message")
+                    self.send_error(InternalError())
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed = True
+            self.app.connection_closed(self)
+            self.outgoing.put_nowait(None)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await writer
+
+    async def _handle(self, raw: str | bytes) -> None:
+        if isinstance(raw, bytes):
+            await self.app.receive_frame(self, decode_frame(raw))
+            return
+        message = decode_message(raw)
+        if isinstance(message, Submit):
+            await self.app.submit(self, message)
+        elif isinstance(message, Cancel):
+            self.app.cancel(self, message.job_id)
+        elif isinstance(message, Collect):
+            for job_id in message.job_ids:
+                if not self.app.collect(self, str(job_id)):
+                    self.send_error(UnknownJob(), str(job_id))
+        elif isinstance(message, Ping):
+            self.send([Pong(token=message.token).encode()])
+        else:
+            self.send_error(
+                BrushlinkError.from_wire(
+                    {"code": "unknown_message", "message": f"`{message.type}` is server->client."}
+                )
+            )
+
+
+def process_request(app: App):
+    """The handshake hook: refuse bad paths, origins, hosts and tokens before upgrading."""
+
+    def check(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?")[0] != PATH:
+            return connection.respond(404, f"brushlink serves its protocol at {PATH}\n")
+        headers = {k.lower(): v for k, v in request.headers.raw_items()}
+        err = app.policy.check(headers)
+        if err is not None:
+            log.warning("refused a connection: %s", err.code)
+            return connection.respond(status_for(err), err.message + "\n")
+        return None
+
+    return check
