@@ -1,0 +1,183 @@
+"""Where each operator's results go. Everything here runs on Blender's main thread.
+
+A placement changes nothing until the final result unless a preview arrives; whatever a preview
+changed, ``discard`` puts back, so a failed or cancelled job leaves the file as it was.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from brushlink.plugin.errors import ImageMismatch
+from brushlink.plugin.protocol import Result
+
+from . import images, materials
+from .worker import Placement
+
+# Pixels before each in-place inpaint, newest last, so "Revert Inpaint" can step back.
+HISTORY: dict[str, list[np.ndarray]] = {}
+HISTORY_DEPTH = 4
+
+
+def _fit(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize: previews are small and only need to look right."""
+    h, w = rgba.shape[:2]
+    if (w, h) == (width, height):
+        return rgba
+    rows = (np.arange(height) * h // height).clip(0, h - 1)
+    cols = (np.arange(width) * w // width).clip(0, w - 1)
+    return rgba[rows][:, cols]
+
+
+def _best(result: Result) -> tuple[np.ndarray, int | None]:
+    found = result.result_images()
+    if not found or found[0].png is None:
+        raise ImageMismatch("The server's result holds no image.")
+    return images.decode_png(found[0].png), found[0].seed
+
+
+def _show_in_image_editors(old: bpy.types.Image | None, new: bpy.types.Image) -> None:
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR" and (old is None or area.spaces.active.image == old):
+                area.spaces.active.image = new
+
+
+class TextureFill(Placement):
+    label = "Texture fill"
+
+    def __init__(self, obj: bpy.types.Object, prompt: str, width: int, height: int, derived: bool):
+        self.object_name = obj.name
+        self.prompt = prompt
+        self.width, self.height = width, height
+        self.derived = derived
+        self.image: bpy.types.Image | None = None
+
+    def _image(self) -> bpy.types.Image:
+        if self.image is None:
+            name = f"Texture: {self.prompt or 'untitled'}"
+            self.image = images.new_image(name, self.width, self.height)
+        return self.image
+
+    def preview(self, png: bytes) -> None:
+        images.write_rgba(self._image(), _fit(images.decode_png(png), self.width, self.height))
+
+    def result(self, result: Result) -> str:
+        obj = bpy.data.objects.get(self.object_name)
+        if obj is None:
+            raise ImageMismatch(f"The object “{self.object_name}” is gone.")
+        rgba, seed = _best(result)
+        height, width = rgba.shape[:2]
+        image = self._image()
+        images.write_rgba(image, rgba)
+        images.pack(image)
+        material, _ = materials.target_material(obj, f"brushlink {self.prompt}".strip())
+        materials.wire_base_color(obj, material, image)
+        if self.derived:
+            normal_rgba, rough = materials.derive_maps(rgba)
+            normal = images.new_image(f"{image.name} normal", width, height, non_color=True)
+            roughness = images.new_image(f"{image.name} roughness", width, height, non_color=True)
+            images.write_rgba(normal, normal_rgba)
+            images.write_rgba(roughness, np.repeat(rough[..., None], 4, axis=2).clip(0, 1))
+            for extra in (normal, roughness):
+                images.pack(extra)
+            materials.wire_derived(obj, material, normal, roughness)
+        seed_text = f", seed {seed}" if seed is not None else ""
+        return f"“{image.name}” ({width}×{height}{seed_text}) on material “{material.name}”."
+
+    def discard(self) -> None:
+        if self.image is not None:
+            bpy.data.images.remove(self.image)
+            self.image = None
+
+
+class Inpaint(Placement):
+    """Regenerates the masked region of an image in place; unmasked pixels stay bit-identical."""
+
+    label = "Inpaint"
+
+    def __init__(
+        self, image: bpy.types.Image, original: np.ndarray, mask: np.ndarray, alpha_mask: bool
+    ):
+        self.image_name = image.name
+        self.original = original
+        self.mask = mask[..., None]  # H x W x 1 in [0, 1], 1 = regenerate
+        self.alpha_mask = alpha_mask
+        self.previewed = False
+
+    def _composite(self, generated: np.ndarray) -> np.ndarray:
+        out = self.original * (1.0 - self.mask) + generated * self.mask
+        if self.alpha_mask:
+            out[..., 3] = 1.0  # the transparent hole is what was filled
+        # Where the mask is 0 the original values are kept exactly, not recomputed.
+        keep = self.mask[..., 0] <= 0.0
+        out[keep] = self.original[keep]
+        return out
+
+    def _target(self) -> bpy.types.Image:
+        image = bpy.data.images.get(self.image_name)
+        if image is None:
+            raise ImageMismatch(f"The image “{self.image_name}” is gone.")
+        return image
+
+    def preview(self, png: bytes) -> None:
+        height, width = self.original.shape[:2]
+        generated = _fit(images.decode_png(png), width, height)
+        images.write_rgba(self._target(), self._composite(generated))
+        self.previewed = True
+
+    def result(self, result: Result) -> str:
+        image = self._target()
+        generated, _ = _best(result)
+        if generated.shape != self.original.shape:
+            raise ImageMismatch(
+                f"The server returned {generated.shape[1]}×{generated.shape[0]} pixels for a "
+                f"{self.original.shape[1]}×{self.original.shape[0]} image."
+            )
+        images.write_rgba(image, self._composite(generated))
+        if image.packed_file is not None:
+            images.pack(image)  # keep the embedded copy in step with the pixels
+        history = HISTORY.setdefault(image.name, [])
+        history.append(self.original)
+        del history[:-HISTORY_DEPTH]
+        share = float((self.mask > 0).mean()) * 100
+        return f"Inpainted {share:.1f} % of “{image.name}”."
+
+    def discard(self) -> None:
+        if self.previewed and (image := bpy.data.images.get(self.image_name)) is not None:
+            images.write_rgba(image, self.original)
+            self.previewed = False
+
+
+def revert_inpaint(image: bpy.types.Image) -> bool:
+    """Put back the pixels from before the last inpaint of this image; False if there is none."""
+    history = HISTORY.get(image.name)
+    if not history:
+        return False
+    images.write_rgba(image, history.pop())
+    if image.packed_file is not None:
+        images.pack(image)
+    return True
+
+
+class Style(Placement):
+    """Restyles an image into a new image named after the source and the style."""
+
+    label = "Style"
+
+    def __init__(self, source: bpy.types.Image, look: str):
+        self.source_name = source.name
+        self.look = look
+        self.image: bpy.types.Image | None = None
+
+    def result(self, result: Result) -> str:
+        rgba, _ = _best(result)
+        height, width = rgba.shape[:2]
+        image = images.new_image(f"{self.source_name} ({self.look})", width, height)
+        images.write_rgba(image, rgba)
+        images.pack(image)
+        self.image = image
+        _show_in_image_editors(bpy.data.images.get(self.source_name), image)
+        return f"Restyled “{self.source_name}” into “{image.name}”."

@@ -1,0 +1,111 @@
+"""Every setting of the bridge, in one PropertyGroup on the scene (``scene.brushlink``)."""
+
+from __future__ import annotations
+
+import bpy
+
+
+class BrushlinkSceneProperties(bpy.types.PropertyGroup):
+    # --- texture fill
+    prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Prompt", description="What the texture shows", default=""
+    )
+    negative_prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Negative", description="What the texture should not show", default=""
+    )
+    width: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Width", default=512, min=64, max=2048, step=64, subtype="PIXEL"
+    )
+    height: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Height", default=512, min=64, max=2048, step=64, subtype="PIXEL"
+    )
+    seed: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Seed", description="-1: a new random seed each time", default=-1, min=-1
+    )
+    candidates: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Candidates",
+        description="Images drawn and ranked by how well they match the prompt; the best is kept",
+        default=1,
+        min=1,
+        max=8,
+    )
+    seamless: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Seamless",
+        description="Left/right and top/bottom edges continue each other",
+        default=True,
+    )
+    derived_maps: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Normal and Roughness",
+        description="Also derive a normal map (from a height estimate) and a roughness map",
+        default=False,
+    )
+    texture_model: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Model", description="Generation model; empty: the server's default", default=""
+    )
+    # --- image inpainting and restyling
+    source_image: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Image",
+        type=bpy.types.Image,
+        description="Image to inpaint or restyle when not run from the Image Editor",
+    )
+    mask_image: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Mask",
+        type=bpy.types.Image,
+        description="White regions are regenerated; empty: the image's transparent pixels",
+    )
+    inpaint_model: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Model", description="Inpainting model; empty: the server's default", default=""
+    )
+    inpaint_prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Prompt", description="What the regenerated region shows", default=""
+    )
+    style_mode: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Restyle by",
+        items=[
+            ("NAMED", "Named Style", "A style the model knows by name (e.g. sketch)"),
+            ("PROMPT", "Prompt", "A description of the new look, with a strength"),
+            ("REFERENCE", "Reference Image", "The colours and look of another image"),
+        ],
+        default="NAMED",
+    )
+    style: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Style",
+        description="A named style of the model (e.g. sketch, watercolor)",
+        default="sketch",
+    )
+    style_prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Prompt", description="Describe the new look (used with Strength)", default=""
+    )
+    strength: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Strength",
+        description="How far the result may move from the image",
+        default=0.6,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+    )
+    reference_image: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Reference",
+        type=bpy.types.Image,
+        description="Take the colours and look of this image",
+    )
+    style_model: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Model", description="Style model; empty: the server's default", default=""
+    )
+    # --- state shown in the panels (written by the worker on the main thread)
+    status: bpy.props.StringProperty(name="Status", default="")  # type: ignore[valid-type]
+    progress: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR"
+    )
+    running: bpy.props.BoolProperty(name="Running", default=False)  # type: ignore[valid-type]
+
+
+CLASSES = (BrushlinkSceneProperties,)
+
+
+def register() -> None:
+    bpy.types.Scene.brushlink = bpy.props.PointerProperty(type=BrushlinkSceneProperties)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.brushlink

@@ -1,0 +1,232 @@
+"""Runs inside Blender (the ``bpy`` module's Python): install the extension zip, run one scenario.
+
+    python driver.py ZIP SCENARIO OUT_DIR [key=value ...]
+
+The extension is installed exactly as a user's Blender would install it (``package_install_files``
+into the user repository; ``BLENDER_USER_RESOURCES`` points at a temporary folder). The scenario
+writes ``OUT_DIR/facts.json`` (what it observed) and PNGs of the images it produced; the pytest
+side asserts on them. No assertion lives here, so a failure shows up in pytest's report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+
+def install(zip_path: str) -> str:
+    bpy.ops.extensions.package_install_files(
+        filepath=zip_path, repo="user_default", enable_on_install=True
+    )
+    return "bl_ext.user_default.brushlink"
+
+
+def save_png(image: bpy.types.Image, path: Path) -> None:
+    """Write pixels as they are in memory (top row first) without touching the datablock."""
+    width, height = image.size
+    flat = np.empty(width * height * image.channels, np.float32)
+    image.pixels.foreach_get(flat)
+    rgba = flat.reshape(height, width, image.channels)[::-1]
+    np.save(path.with_suffix(".npy"), np.clip(rgba * 255 + 0.5, 0, 255).astype(np.uint8))
+
+
+def load_image(path: str, name: str) -> bpy.types.Image:
+    image = bpy.data.images.load(path, check_existing=False)
+    image.name = name
+    return image
+
+
+def run_operator(op, facts: dict) -> None:
+    """Call an operator; record its return value or the report it raised."""
+    try:
+        facts["returned"] = sorted(op())
+    except RuntimeError as exc:
+        facts["returned"] = ["RAISED"]
+        facts["report"] = str(exc)
+
+
+def material_facts(obj: bpy.types.Object) -> dict:
+    material = obj.active_material
+    if material is None:
+        return {"material": None}
+    tree = material.node_tree
+    links = [
+        [link.from_node.name, link.from_socket.name, link.to_node.name, link.to_socket.name]
+        for link in tree.links
+    ]
+    nodes = {
+        n.name: {"type": n.type, "image": getattr(n, "image", None) and n.image.name}
+        for n in tree.nodes
+    }
+    return {
+        "material": material.name,
+        "links": links,
+        "nodes": nodes,
+        "slots": len(obj.material_slots),
+    }
+
+
+def image_facts(image: bpy.types.Image) -> dict:
+    return {
+        "name": image.name,
+        "size": list(image.size),
+        "packed": image.packed_file is not None,
+        "colorspace": image.colorspace_settings.name,
+    }
+
+
+def scenario_texture_fill(args: dict, out: Path) -> dict:
+    scene = bpy.context.scene
+    obj = bpy.data.objects["Cube"]
+    bpy.context.view_layer.objects.active = obj
+    obj.select_set(True)
+    if args.get("drop_material") == "1":
+        obj.data.materials.clear()
+    props = scene.brushlink
+    props.prompt = args.get("prompt", "mossy stone wall")
+    props.width = int(args.get("width", 256))
+    props.height = int(args.get("height", 256))
+    props.seed = int(args.get("seed", 7))
+    props.seamless = args.get("seamless", "1") == "1"
+    props.derived_maps = args.get("derived", "0") == "1"
+    props.texture_model = args.get("model", "")
+    images_before = sorted(i.name for i in bpy.data.images)
+    materials_before = sorted(m.name for m in bpy.data.materials)
+    facts: dict = {"images_before": images_before, "materials_before": materials_before}
+    run_operator(bpy.ops.brushlink.texture_fill, facts)
+    facts["images_after"] = sorted(i.name for i in bpy.data.images)
+    facts["materials_after"] = sorted(m.name for m in bpy.data.materials)
+    facts.update(material_facts(obj))
+    facts["status"] = props.status
+    facts["images"] = {}
+    for image in bpy.data.images:
+        if image.name.startswith("Texture:"):
+            facts["images"][image.name] = image_facts(image)
+            save_png(image, out / f"image{len(facts['images'])}")
+    if args.get("save") and facts["returned"] == ["FINISHED"]:
+        blend = out / "scene.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+        facts["blend"] = str(blend)
+    return facts
+
+
+def scenario_reopen(args: dict, out: Path) -> dict:
+    """Open a saved .blend in a fresh Blender: is the packed texture still there?"""
+    bpy.ops.wm.open_mainfile(filepath=args["blend"])
+    facts: dict = material_facts(bpy.data.objects["Cube"])
+    facts["images"] = {}
+    for image in bpy.data.images:
+        if image.name.startswith("Texture:"):
+            facts["images"][image.name] = image_facts(image)
+            save_png(image, out / "reopened")
+    return facts
+
+
+def scenario_inpaint(args: dict, out: Path) -> dict:
+    scene = bpy.context.scene
+    image = load_image(args["image"], "photo")
+    props = scene.brushlink
+    props.source_image = image
+    props.inpaint_model = args.get("model", "fill")
+    if args.get("mask"):
+        props.mask_image = load_image(args["mask"], "mask")
+    facts: dict = {"images_before": sorted(i.name for i in bpy.data.images)}
+    save_png(image, out / "before")
+    run_operator(bpy.ops.brushlink.inpaint_image, facts)
+    facts["images_after"] = sorted(i.name for i in bpy.data.images)
+    facts["status"] = props.status
+    facts["image"] = image_facts(image)
+    save_png(image, out / "after")
+    if args.get("revert") == "1":
+        run_operator(bpy.ops.brushlink.revert_inpaint, facts.setdefault("revert", {}))
+        save_png(image, out / "reverted")
+    return facts
+
+
+def scenario_style(args: dict, out: Path) -> dict:
+    scene = bpy.context.scene
+    image = load_image(args["image"], "photo")
+    props = scene.brushlink
+    props.source_image = image
+    props.style_model = args.get("model", "filters")
+    props.style_mode = args.get("mode", "NAMED")
+    props.style = args.get("style", "sketch")
+    if args.get("reference"):
+        props.reference_image = load_image(args["reference"], "reference")
+    facts: dict = {"images_before": sorted(i.name for i in bpy.data.images)}
+    save_png(image, out / "source")
+    run_operator(bpy.ops.brushlink.style_image, facts)
+    facts["images_after"] = sorted(i.name for i in bpy.data.images)
+    facts["status"] = props.status
+    new = [i for i in bpy.data.images if i.name not in facts["images_before"]]
+    facts["new_images"] = [image_facts(i) for i in new]
+    for i, img in enumerate(new):
+        save_png(img, out / f"styled{i}")
+    save_png(image, out / "source_after")
+    return facts
+
+
+def scenario_settings(args: dict, out: Path) -> dict:
+    """Report what the extension registered (operators, panels, preferences)."""
+    package = "bl_ext.user_default.brushlink"
+    prefs = bpy.context.preferences.addons[package].preferences
+    module = sys.modules[package]
+    from bl_ext.user_default.brushlink import preferences  # type: ignore[import-not-found]
+
+    return {
+        "operators": sorted(n for n in dir(bpy.ops.brushlink) if not n.startswith("_")),
+        "panels": sorted(
+            c
+            for c in (
+                "BRUSHLINK_PT_view3d",
+                "BRUSHLINK_PT_image_editor",
+                "BRUSHLINK_PT_shader_editor",
+            )
+            if hasattr(bpy.types, c)
+        ),
+        "scene_props": hasattr(bpy.types.Scene, "brushlink"),
+        "prefs_url": prefs.url,
+        "url": preferences.server_url(),
+        "token_found": preferences.server_token() is not None,
+        "plugin_from": sys.modules["brushlink.plugin"].__path__[0],
+        "websockets_from": sys.modules["websockets"].__file__
+        if "websockets" in sys.modules
+        else None,
+        "module_file": module.__file__,
+    }
+
+
+SCENARIOS = {
+    "texture_fill": scenario_texture_fill,
+    "reopen": scenario_reopen,
+    "inpaint": scenario_inpaint,
+    "style": scenario_style,
+    "settings": scenario_settings,
+}
+
+
+def main() -> int:
+    zip_path, scenario, out_dir, *pairs = sys.argv[1:]
+    args = dict(pair.split("=", 1) for pair in pairs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    install(zip_path)
+    if args.get("url"):
+        prefs = bpy.context.preferences.addons["bl_ext.user_default.brushlink"].preferences
+        prefs.url = args["url"]
+        prefs.token = args.get("token", "")
+    try:
+        facts = SCENARIOS[scenario](args, out)
+    except Exception:
+        facts = {"driver_error": traceback.format_exc()}
+    (out / "facts.json").write_text(json.dumps(facts, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
