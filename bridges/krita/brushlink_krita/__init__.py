@@ -1,0 +1,39 @@
+"""brushlink for Krita: generate, inpaint and restyle selections with a brushlink server.
+
+Krita loads this package as a Python plugin (brushlink.desktop); it registers the docker and
+a menu action. Scripts use the blocking API: ``brushlink_krita.inpaint("a red balloon")``.
+"""
+
+from __future__ import annotations
+
+from .api import apply, connection, discard, generate, inpaint, models, run, start, style
+from .options import JobOptions
+
+__all__ = [
+    "JobOptions",
+    "apply",
+    "connection",
+    "discard",
+    "generate",
+    "inpaint",
+    "models",
+    "run",
+    "start",
+    "style",
+]
+
+
+def _register() -> None:
+    from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita
+
+    from .docker import BrushlinkDocker
+    from .extension import BrushlinkExtension
+
+    app = Krita.instance()
+    app.addExtension(BrushlinkExtension(app))
+    app.addDockWidgetFactory(
+        DockWidgetFactory("brushlink_docker", DockWidgetFactoryBase.DockRight, BrushlinkDocker)
+    )
+
+
+_register()

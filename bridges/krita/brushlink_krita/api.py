@@ -1,0 +1,131 @@
+"""The scripting API (Krita's Scripter, tests) and the one job flow the docker uses too.
+
+    import brushlink_krita
+    layer = brushlink_krita.inpaint("a red balloon", model="fill")
+    group = brushlink_krita.style(style="sketch", candidates=3)
+    brushlink_krita.apply(group)
+
+``generate``, ``inpaint`` and ``style`` block until the result layers exist (Qt events keep
+being processed meanwhile, so Krita stays responsive) and return the new layer, or the group
+of candidates. Failures raise a ``BrushlinkError`` subclass (``ServerUnavailable``,
+``Unauthorized``, the server's own error...), and the document is left as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from krita import Krita
+from PyQt5.QtCore import QEventLoop, QTimer
+
+from . import layers
+from .core import errors, protocol
+from .options import JobOptions
+from .runner import Connection, RemoteJob, as_brushlink_error
+from .selection import build_request
+from .settings import Settings, save_to_document
+
+DoneCallback = Callable[[Any, "errors.BrushlinkError | None"], None]
+
+
+def connection(url: str | None = None, token: str | None = None) -> Connection:
+    """The shared connection for ``url``/``token``, defaults from the plugin's settings."""
+    settings = Settings.load()
+    return Connection.get(url or settings.resolved_url(), token or settings.resolved_token())
+
+
+def start(
+    options: JobOptions,
+    document=None,
+    *,
+    on_done: DoneCallback,
+    on_event: Callable[[protocol.Message], None] | None = None,
+    url: str | None = None,
+    token: str | None = None,
+) -> RemoteJob:
+    """Submit a job without waiting. ``on_done(layer_or_group, error)`` runs on the main thread
+    once the layers exist (or with the error). Problems found before submitting raise."""
+    document = document or Krita.instance().activeDocument()
+    job, placement = build_request(document, options)
+    above = document.activeNode() if document.activeNode() is not None else None
+    if above is not None and above.parentNode() is None:
+        above = None  # the root itself: add on top
+
+    def finished(result: protocol.Result | None, error: BaseException | None) -> None:
+        if error is not None:
+            on_done(None, as_brushlink_error(error))
+            return
+        try:
+            node = layers.place_results(placement, options.label(), result.result_images(), above)
+        except Exception as exc:
+            on_done(None, as_brushlink_error(exc))
+            return
+        save_to_document(document, options)
+        on_done(node, None)
+
+    return RemoteJob(connection(url, token), job, finished, on_event).start()
+
+
+def run(options: JobOptions, document=None, *, timeout: float | None = None, **where: Any):
+    """Start a job and wait (processing Qt events) until its layers exist; returns them."""
+    outcome: dict[str, Any] = {}
+    loop = QEventLoop()
+
+    def done(node, error) -> None:
+        outcome["node"], outcome["error"] = node, error
+        loop.quit()
+
+    job = start(options, document, on_done=done, **where)
+    if timeout is None:
+        timeout = Settings.load().timeout or None
+    timer = None
+    if timeout:
+        timer = QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(job.cancel)
+        timer.start(int(timeout * 1000))
+    if not job.finished:
+        loop.exec_()
+    if timer is not None:
+        timer.stop()
+    if outcome["error"] is not None:
+        if isinstance(outcome["error"], errors.JobWasCancelled) and timer is not None:
+            raise errors.ServerUnavailable(f"The job did not finish within {timeout:g} s.")
+        raise outcome["error"]
+    return outcome["node"]
+
+
+def _blocking(mode: str, prompt: str, document, options: dict[str, Any]):
+    where = {k: options.pop(k) for k in ("url", "token", "timeout") if k in options}
+    return run(JobOptions.build(mode, prompt, **options), document, **where)
+
+
+def generate(prompt: str, document=None, **options: Any):
+    """A new image from ``prompt`` over the selection's box (or the canvas)."""
+    return _blocking("generate", prompt, document, options)
+
+
+def inpaint(prompt: str = "", document=None, **options: Any):
+    """Regenerate the selected region; the new layer is limited to the selection."""
+    return _blocking("inpaint", prompt, document, options)
+
+
+def style(prompt: str = "", document=None, **options: Any):
+    """Restyle the selection (or the canvas): ``style="sketch"`` or ``reference="Layer"``."""
+    return _blocking("style", prompt, document, options)
+
+
+def apply(node, merge: bool = False):
+    """Keep a result (the visible candidate of a group); ``merge`` merges it down."""
+    return layers.apply(node, merge)
+
+
+def discard(node) -> None:
+    """Remove a result layer or group."""
+    layers.discard(node)
+
+
+def models(url: str | None = None, token: str | None = None) -> list[dict[str, Any]]:
+    """The server's models (blocks while connecting)."""
+    return list(connection(url, token).ensure_connected().models)

@@ -1,0 +1,344 @@
+"""The brushlink docker: connection status, the prompt and options, Generate/Cancel, progress,
+live previews, and Apply/Discard for the last result.
+
+Everything here runs on Krita's main thread; network waits happen on worker threads (see
+runner.py) and come back through a QTimer, so the UI never blocks. Errors are shown in the
+status line, never as a traceback dialog.
+"""
+
+from __future__ import annotations
+
+from krita import DockWidget, Krita
+from PyQt5.QtCore import Qt
+from PyQt5.QtGui import QImage, QPixmap
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import api
+from .core import protocol
+from .options import MODES, JobOptions
+from .runner import Background, as_brushlink_error
+from .settings import Settings, load_from_document
+
+DEFAULT_STYLES = ("sketch", "pencil-color", "watercolor", "oil", "cartoon", "detail")
+SERVER_DEFAULT = "(server default)"
+NO_REFERENCE = "(none)"
+
+
+class BrushlinkDocker(DockWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("brushlink")
+        self.document_override = None  # scripts driving the docker without a view set this
+        self.job = None
+        self.result_node = None
+        self.models: list[dict] = []
+        self._build()
+        self.reconnect()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        root = QWidget(self)
+        box = QVBoxLayout(root)
+
+        status_row = QHBoxLayout()
+        self.status = QLabel("Not connected")
+        self.status.setWordWrap(True)
+        self.reconnect_button = QPushButton("Reconnect")
+        self.reconnect_button.clicked.connect(self.reconnect)
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.reconnect_button)
+        box.addLayout(status_row)
+
+        self.settings_box = QGroupBox("Server")
+        self.settings_box.setCheckable(True)
+        self.settings_box.setChecked(False)
+        settings_form = QFormLayout(self.settings_box)
+        settings = Settings.load()
+        self.url = QLineEdit(settings.url)
+        self.url.setPlaceholderText("local server (BRUSHLINK_HOME)")
+        self.token = QLineEdit(settings.token)
+        self.token.setEchoMode(QLineEdit.Password)
+        self.token.setPlaceholderText("token file in BRUSHLINK_HOME")
+        save = QPushButton("Save and reconnect")
+        save.clicked.connect(self.save_settings)
+        settings_form.addRow("URL", self.url)
+        settings_form.addRow("Token", self.token)
+        settings_form.addRow(save)
+        box.addWidget(self.settings_box)
+
+        form = QFormLayout()
+        self.mode = QComboBox()
+        self.mode.addItems(MODES)
+        self.mode.currentTextChanged.connect(self._fill_models)
+        self.model = QComboBox()
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("What to paint")
+        self.prompt.setMaximumHeight(80)
+        self.negative = QLineEdit()
+        self.use_strength = QCheckBox("from canvas")
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.0, 1.0)
+        self.strength.setSingleStep(0.05)
+        self.strength.setValue(0.6)
+        strength_row = QHBoxLayout()
+        strength_row.addWidget(self.strength, 1)
+        strength_row.addWidget(self.use_strength)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.random_seed = QCheckBox("random")
+        self.random_seed.setChecked(True)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.random_seed)
+        self.candidates = QSpinBox()
+        self.candidates.setRange(1, 8)
+        self.keep = QSpinBox()
+        self.keep.setRange(0, 8)
+        self.keep.setSpecialValueText("all")
+        self.tile = QComboBox()
+        self.tile.addItems(protocol.TILE_MODES)
+        self.style_name = QComboBox()
+        self.style_name.setEditable(True)
+        self.reference = QComboBox()
+        form.addRow("Mode", self.mode)
+        form.addRow("Model", self.model)
+        form.addRow("Prompt", self.prompt)
+        form.addRow("Negative", self.negative)
+        form.addRow("Strength", strength_row)
+        form.addRow("Seed", seed_row)
+        form.addRow("Candidates", self.candidates)
+        form.addRow("Keep", self.keep)
+        form.addRow("Tile", self.tile)
+        form.addRow("Style", self.style_name)
+        form.addRow("Reference layer", self.reference)
+        box.addLayout(form)
+
+        buttons = QHBoxLayout()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.generate_button)
+        buttons.addWidget(self.cancel_button)
+        box.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        box.addWidget(self.progress)
+        self.preview = QLabel()
+        self.preview.setAlignment(Qt.AlignCenter)
+        self.preview.setMinimumHeight(96)
+        box.addWidget(self.preview)
+
+        result_row = QHBoxLayout()
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.clicked.connect(self.apply_result)
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.clicked.connect(self.discard_result)
+        result_row.addWidget(self.apply_button)
+        result_row.addWidget(self.discard_button)
+        box.addLayout(result_row)
+        box.addStretch(1)
+        self._set_result(None)
+        self.setWidget(root)
+
+    # ------------------------------------------------------------------ connection
+
+    def save_settings(self) -> None:
+        settings = Settings.load()
+        settings.url, settings.token = self.url.text().strip(), self.token.text().strip()
+        settings.save()
+        self.reconnect()
+
+    def _where(self) -> dict:
+        return {"url": self.url.text().strip() or None, "token": self.token.text().strip() or None}
+
+    def reconnect(self) -> None:
+        self.status.setText("Connecting…")
+        where = self._where()
+
+        def work(_emit):
+            return api.connection(**where).ensure_connected()
+
+        self._connecting = Background(work, self._connected).start()
+
+    def _connected(self, welcome, error) -> None:
+        if error is not None:
+            self.status.setText(f"Not connected: {as_brushlink_error(error).message}")
+            return
+        self.models = list(welcome.models)
+        self.status.setText(f"Connected, {len(self.models)} model(s)")
+        self._fill_models()
+
+    def _fill_models(self) -> None:
+        mode = self.mode.currentText()
+        current = self.model.currentText()
+        self.model.clear()
+        self.model.addItem(SERVER_DEFAULT)
+        styles: list[str] = []
+        for info in self.models:
+            if mode in info.get("kinds", []):
+                self.model.addItem(str(info.get("name")))
+                styles += [s for s in info.get("styles", []) if s not in styles]
+        if current:
+            index = self.model.findText(current)
+            self.model.setCurrentIndex(max(index, 0))
+        style = self.style_name.currentText()
+        self.style_name.clear()
+        self.style_name.addItems(styles or list(DEFAULT_STYLES))
+        if style:
+            self.style_name.setEditText(style)
+
+    # ------------------------------------------------------------------ document
+
+    def document(self):
+        return self.document_override or Krita.instance().activeDocument()
+
+    def canvasChanged(self, canvas) -> None:  # noqa: N802 - Krita's API name
+        document = self.document()
+        self._fill_references(document)
+        saved = load_from_document(document) if document is not None else None
+        if saved is not None:
+            self.show_options(saved)
+
+    def _fill_references(self, document) -> None:
+        self.reference.clear()
+        self.reference.addItem(NO_REFERENCE)
+        if document is not None:
+            for node in document.topLevelNodes():
+                self.reference.addItem(node.name())
+
+    def options(self) -> JobOptions:
+        model = self.model.currentText()
+        reference = self.reference.currentText()
+        mode = self.mode.currentText()
+        return JobOptions(
+            mode=mode,
+            prompt=self.prompt.toPlainText().strip(),
+            negative_prompt=self.negative.text().strip(),
+            model=None if model in ("", SERVER_DEFAULT) else model,
+            strength=self.strength.value() if self.use_strength.isChecked() else None,
+            seed=None if self.random_seed.isChecked() else self.seed.value(),
+            candidates=self.candidates.value(),
+            keep=self.keep.value() or None,
+            tile=self.tile.currentText(),
+            style=(self.style_name.currentText().strip() or None) if mode == "style" else None,
+            reference=None if reference in ("", NO_REFERENCE) else reference,
+        )
+
+    def show_options(self, options: JobOptions) -> None:
+        self.mode.setCurrentText(options.mode)
+        self.prompt.setPlainText(options.prompt)
+        self.negative.setText(options.negative_prompt)
+        if options.model:
+            if self.model.findText(options.model) < 0:
+                self.model.addItem(options.model)
+            self.model.setCurrentText(options.model)
+        self.use_strength.setChecked(options.strength is not None)
+        if options.strength is not None:
+            self.strength.setValue(options.strength)
+        self.random_seed.setChecked(options.seed is None)
+        if options.seed is not None:
+            self.seed.setValue(options.seed)
+        self.candidates.setValue(options.candidates)
+        self.keep.setValue(options.keep or 0)
+        self.tile.setCurrentText(options.tile)
+        if options.style:
+            self.style_name.setEditText(options.style)
+
+    # ------------------------------------------------------------------ jobs
+
+    def generate(self) -> None:
+        if self.job is not None:
+            return
+        try:
+            options = self.options()
+            self.job = api.start(
+                options,
+                self.document(),
+                on_done=self._finished,
+                on_event=self._event,
+                **self._where(),
+            )
+        except Exception as exc:  # shown in the docker, not as a traceback dialog
+            self.status.setText(f"Cannot start: {as_brushlink_error(exc).message}")
+            return
+        self.status.setText("Working…")
+        self.progress.setRange(0, 0)  # busy until the first progress event
+        self.preview.clear()
+        self.generate_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.status.setText("Cancelling…")
+            self.job.cancel()
+
+    def _event(self, event) -> None:
+        if isinstance(event, protocol.Queued):
+            self.status.setText(f"Queued ({event.position} ahead)")
+        elif isinstance(event, protocol.Started):
+            self.status.setText("Running…")
+        elif isinstance(event, protocol.Progress) and event.total:
+            self.progress.setRange(0, event.total)
+            self.progress.setValue(event.step)
+        elif isinstance(event, protocol.Preview) and event.image:
+            image = QImage.fromData(event.image, "PNG")
+            if not image.isNull():
+                pixmap = QPixmap.fromImage(image)
+                width = max(64, self.preview.width())
+                self.preview.setPixmap(pixmap.scaledToWidth(width, Qt.SmoothTransformation))
+
+    def _finished(self, node, error) -> None:
+        self.job = None
+        self.generate_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if error is None else 0)
+        if error is not None:
+            self.status.setText(f"Failed: {error.message}")
+            return
+        self.status.setText(f"Done: {node.name()}")
+        self._set_result(node)
+
+    def _set_result(self, node) -> None:
+        self.result_node = node
+        self.apply_button.setEnabled(node is not None)
+        self.discard_button.setEnabled(node is not None)
+
+    def apply_result(self) -> None:
+        if self.result_node is None:
+            return
+        try:
+            api.apply(self.result_node)
+        except Exception as exc:
+            self.status.setText(f"Cannot apply: {as_brushlink_error(exc).message}")
+            return
+        self._set_result(None)
+
+    def discard_result(self) -> None:
+        if self.result_node is None:
+            return
+        try:
+            api.discard(self.result_node)
+        except Exception as exc:
+            self.status.setText(f"Cannot discard: {as_brushlink_error(exc).message}")
+            return
+        self._set_result(None)

@@ -1,0 +1,175 @@
+"""Jobs off Krita's main thread.
+
+The client core's ``BlockingClient`` runs asyncio on its own thread; each job gets a short-lived
+worker thread that connects (if needed) and waits on the job, pushing every event into a
+``queue.Queue``. A 20 ms ``QTimer`` on the main thread drains that queue, so callbacks that
+touch Krita's API always run on the main thread and the UI never waits on the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PyQt5.QtCore import QTimer
+
+from .core import blocking, errors, protocol, request
+
+POLL_MS = 20
+
+
+class Connection:
+    """One client per (url, token); connects on first use, from a worker thread."""
+
+    _open: dict[tuple[str, str | None], Connection] = {}
+    _open_lock = threading.Lock()
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url
+        self.token = token
+        self.client = blocking.BlockingClient(url, token, open_timeout=5.0)
+        self._lock = threading.Lock()
+        self._connected = False
+
+    @classmethod
+    def get(cls, url: str, token: str | None) -> Connection:
+        with cls._open_lock:
+            conn = cls._open.get((url, token))
+            if conn is None:
+                conn = cls._open[(url, token)] = cls(url, token)
+            return conn
+
+    @classmethod
+    def close_all(cls) -> None:
+        with cls._open_lock:
+            conns, cls._open = list(cls._open.values()), {}
+        for conn in conns:
+            conn.client.close()
+
+    @property
+    def welcome(self) -> protocol.Welcome | None:
+        return self.client.welcome
+
+    def ensure_connected(self) -> protocol.Welcome:
+        """Blocks: call from a worker thread. Raises ServerUnavailable / Unauthorized."""
+        with self._lock:
+            if not self._connected:
+                self.client.connect()
+                self._connected = True
+            welcome = self.client.welcome
+            assert welcome is not None
+            return welcome
+
+
+@dataclass
+class _Done:
+    value: Any = None
+    error: BaseException | None = None
+
+
+class Background:
+    """Run ``work`` on a thread; ``on_event`` / ``on_done`` are called on the main thread."""
+
+    def __init__(
+        self,
+        work: Callable[[Callable[[Any], None]], Any],
+        on_done: Callable[[Any, BaseException | None], None],
+        on_event: Callable[[Any], None] | None = None,
+    ) -> None:
+        self._work = work
+        self._on_done = on_done
+        self._on_event = on_event
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._timer = QTimer()
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        self.finished = False
+
+    def start(self) -> Background:
+        threading.Thread(target=self._run, name="brushlink-job", daemon=True).start()
+        self._timer.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._queue.put(_Done(value=self._work(self._queue.put)))
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self._queue.put(_Done(error=exc))
+
+    def _poll(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Done):
+                self._timer.stop()
+                self.finished = True
+                self._on_done(item.value, item.error)
+                return
+            if self._on_event is not None:
+                # A display problem must not lose the job's result.
+                with contextlib.suppress(Exception):
+                    self._on_event(item)
+
+
+class RemoteJob:
+    """One job on the server: events and the final result arrive on the main thread."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        job: request.JobRequest,
+        on_done: Callable[[protocol.Result | None, BaseException | None], None],
+        on_event: Callable[[protocol.Message], None] | None = None,
+    ) -> None:
+        self.connection = connection
+        self.request = job
+        self.cancelled = False
+        self._background = Background(self._work, on_done, on_event)
+
+    @property
+    def job_id(self) -> str:
+        return self.request.job_id
+
+    @property
+    def finished(self) -> bool:
+        return self._background.finished
+
+    def start(self) -> RemoteJob:
+        self._background.start()
+        return self
+
+    def _work(self, emit: Callable[[Any], None]) -> protocol.Result:
+        self.connection.ensure_connected()
+        if self.cancelled:
+            raise errors.JobWasCancelled()
+        return self.connection.client.run(self.request, on_event=emit)
+
+    def cancel(self) -> None:
+        """Ask the server to stop; the job then ends with JobWasCancelled."""
+        if self.cancelled or self.finished:
+            return
+        self.cancelled = True
+
+        def send() -> None:
+            # Not connected yet: the worker sees `cancelled` before submitting.
+            with contextlib.suppress(errors.BrushlinkError):
+                self.connection.client.cancel(self.job_id)
+
+        threading.Thread(target=send, name="brushlink-cancel", daemon=True).start()
+
+
+def as_brushlink_error(exc: BaseException) -> errors.BrushlinkError:
+    """Every failure the artist sees is a BrushlinkError with a readable sentence."""
+    if isinstance(exc, errors.BrushlinkError):
+        return exc
+    if isinstance(exc, ImportError):
+        return errors.InternalError(
+            f"The plugin could not load part of itself ({exc}); reinstall the brushlink bundle."
+        )
+    return errors.InternalError(f"Unexpected problem: {exc.__class__.__name__}: {exc}")
