@@ -1,0 +1,141 @@
+"""The ``rank`` engine: CLIP scores for a prompt and a list of images, best first.
+
+Models: every CLIP in ``models/clip/`` (see ``clip_ranker.py``) and ``builtin-clip``, the CLIP
+that ships with brushlink, when its package and weights are installed. Loaded rankers stay
+loaded; they are small beside a diffusion model. ``ranker()`` hands the preferred one to other
+engines, which rank their candidates with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brushlink.plugin.errors import InvalidField, UnknownModel
+from brushlink.plugin.protocol import JobSpec
+
+from ..clip_ranker import ClipFiles, ClipRanker, find_clips
+from .base import Engine, EngineJob, EngineResult, JobContext, ModelInfo
+
+log = logging.getLogger(__name__)
+
+BUILTIN_NAME = "builtin-clip"
+Scorer = Callable[[str, list[np.ndarray]], list[float]]
+
+
+def _builtin_loader() -> Callable[[str], Any] | None:
+    """``load_builtin_clip`` when the builtin package and its weights are installed."""
+    for module_name in ("brushlink.server.builtin", "brushlink.server.builtin.clip_model"):
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a missing or half-installed package: no builtin CLIP
+            log.debug("no builtin CLIP from %s: %s", module_name, exc)
+            continue
+        loader = getattr(module, "load_builtin_clip", None)
+        if loader is None:
+            continue
+        weights = getattr(module, "CLIP_WEIGHTS", None)
+        if weights is None:
+            weights = getattr(importlib.import_module(loader.__module__), "CLIP_WEIGHTS", None)
+        if weights is not None and not Path(weights).is_file():
+            return None
+        return loader
+    return None
+
+
+def rank_scores(scores: list[float]) -> list[dict[str, Any]]:
+    """[{"index", "score"}] best first; ties keep the input order (a stable sort)."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return [{"index": i, "score": scores[i]} for i in order]
+
+
+class RankEngine(Engine):
+    name = "rank"
+
+    def __init__(self, clip_dirs: list[Path], device: str = "cpu") -> None:
+        self.clip_dirs = [Path(d) for d in clip_dirs]
+        self.device = device
+        self._rankers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _clips(self) -> dict[str, ClipFiles]:
+        return {c.name: c for c in find_clips(self.clip_dirs)}
+
+    def models(self) -> list[ModelInfo]:
+        found = []
+        if _builtin_loader() is not None:
+            found.append(
+                ModelInfo(
+                    name=BUILTIN_NAME,
+                    engine=self.name,
+                    kinds=("rank",),
+                    family="clip",
+                    description="The CLIP that ships with brushlink (trained on its textures).",
+                )
+            )
+        for clip in self._clips().values():
+            if clip.name == BUILTIN_NAME:
+                continue
+            found.append(
+                ModelInfo(
+                    name=clip.name,
+                    engine=self.name,
+                    kinds=("rank",),
+                    family="clip",
+                    size_bytes=clip.size_bytes,
+                    description=f"open_clip weights from {clip.weights.parent}",
+                )
+            )
+        return found
+
+    def scorer(self, name: str) -> Scorer:
+        """The loaded ranker called ``name`` (loaded on first use, then kept)."""
+        with self._lock:
+            if name not in self._rankers:
+                if name == BUILTIN_NAME:
+                    loader = _builtin_loader()
+                    if loader is None:
+                        raise UnknownModel("The builtin CLIP is not installed.", field="model")
+                    self._rankers[name] = loader(self.device)
+                else:
+                    clip = self._clips().get(name)
+                    if clip is None:
+                        raise UnknownModel(f"There is no CLIP called `{name}`.", field="model")
+                    self._rankers[name] = ClipRanker(clip, self.device)
+            return self._rankers[name].score
+
+    def ranker(self) -> Scorer | None:
+        """The preferred CLIP for ranking generated candidates: the user's first, else builtin."""
+        names = [m.name for m in self.models()]
+        users = [n for n in names if n != BUILTIN_NAME]
+        preferred = users[:1] or [n for n in names if n == BUILTIN_NAME]
+        return self.scorer(preferred[0]) if preferred else None
+
+    def check(self, spec: JobSpec, model: ModelInfo, images: dict[str, Any]) -> None:
+        if not images.get("input"):
+            raise InvalidField("A rank job needs at least one `input` image.", field="images")
+
+    def run(self, job: EngineJob, ctx: JobContext) -> EngineResult:
+        # 1. check inputs
+        if not job.inputs:
+            raise InvalidField("A rank job needs at least one `input` image.", field="images")
+        ctx.progress(0, 2)
+        # 2. load (or reuse) the CLIP
+        score = self.scorer(job.model.name)
+        ctx.progress(1, 2)
+        # 3. score and order
+        scores = score(job.spec.prompt, job.inputs)
+        ctx.progress(2, 2)
+        return EngineResult(
+            metadata={"ranking": rank_scores(scores), "model": job.model.name},
+        )
+
+    def unload(self) -> None:
+        with self._lock:
+            self._rankers.clear()
