@@ -13,6 +13,9 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import IO
+
+LOCK_FILE = ".brushlink-watch.lock"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +61,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _lock(inbox: Path) -> IO[bytes] | None:
+    """One watcher per inbox: two would race for the same files. The lock dies with the process."""
+    fh = open(inbox / LOCK_FILE, "a+b")  # noqa: SIM115 - held until the process exits
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; run one watcher per inbox by hand
+        return fh
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
+
+
 def _log(line: str) -> None:
     print(f"{datetime.now():%H:%M:%S} {line}", flush=True)
 
@@ -85,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.concurrency < 1:
         print("error: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+
+    lock = _lock(inbox)
+    if lock is None:
+        print(f"error: another `brushlink watch` is already watching {inbox}", file=sys.stderr)
         return 2
 
     runner = Runner(
@@ -120,4 +143,4 @@ def run(args: argparse.Namespace) -> int:
     _log(summary.line())
     if summary.server_gone:
         return 2
-    return 1 if args.once and summary.failed else 0
+    return 1 if args.once and (summary.failed or summary.errors) else 0

@@ -75,3 +75,12 @@ def free_name(
         if not busy and not (taken and taken(name)):
             return name
         n += 1
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Remove ``write_atomic`` temporaries a killed process left behind (only ours, by prefix)."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob(f"{TEMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -168,7 +168,9 @@ class Processor:
                     {
                         "file": name,
                         "prompt": job.prompt,
-                        "seed": image.seed,
+                        "seed": image.seed
+                        if image.seed is not None
+                        else result.metadata.get("seed"),
                         "score": image.score,
                         "width": image.width,
                         "height": image.height,
@@ -188,7 +190,10 @@ class Processor:
             "seed": records[0]["seed"] if records else recipe.seed,
             "scores": [r["score"] for r in records],
             "images": records,
-            "timings": {"total_s": round(time.monotonic() - t0, 3)},
+            "timings": {
+                "total_s": round(time.monotonic() - t0, 3),
+                "server": [r["metadata"].get("timings") for r in records if "metadata" in r],
+            },
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_atomic(outdir / f"{out_stem}.json", json.dumps(sidecar, indent=2).encode())

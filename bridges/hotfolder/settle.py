@@ -89,7 +89,7 @@ class Settler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settle_s = settle_s
-        self.incomplete_s = incomplete_s if incomplete_s is not None else max(10.0, 5 * settle_s)
+        self.incomplete_s = incomplete_s if incomplete_s is not None else 5 * settle_s
         self._clock = clock
         self._seen: dict[Path, _Seen] = {}
 

@@ -9,6 +9,7 @@ dispatch per path is in flight and a processed input has left the folder.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -19,8 +20,10 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from .process import Outcome, Processor
-from .recipe import RECIPE_FILE, RecipeError, is_sidecar, load_recipe
+from .journal import JOURNAL_DIR
+from .outputs import remove_stale_temps
+from .process import DONE_DIR, FAILED_DIR, Outcome, Processor
+from .recipe import RECIPE_FILE, Recipe, RecipeError, is_sidecar, load_recipe
 from .runner import ServerGone
 from .settle import Settler, State, is_ignored
 
@@ -29,12 +32,15 @@ from .settle import Settler, State, is_ignored
 class Summary:
     done: int = 0
     failed: int = 0
+    errors: int = 0  # unexpected problems; those inputs stay in the inbox
     waiting: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     server_gone: str | None = None
 
     def line(self) -> str:
         text = f"summary: {self.done} done, {self.failed} failed, {self.waiting} left waiting"
+        if self.errors:
+            text += f", {self.errors} errors (left in the inbox)"
         if self.server_gone:
             text += f" (stopped: {self.server_gone})"
         return text
@@ -75,6 +81,7 @@ class HotFolder:
         self._candidates: dict[Path, float] = {}  # path -> when it first settled (0: not yet)
         self._in_flight: set[Path] = set()
         self._warned: set[Path] = set()
+        self._recipes: dict[Path, tuple[int, Recipe | None]] = {}
 
     # ----------------------------------------------------------------- finding files
 
@@ -82,6 +89,28 @@ class HotFolder:
         if not self.inbox.is_dir():
             return []
         return sorted(p for p in self.inbox.iterdir() if p.is_dir() and not is_ignored(p))
+
+    def _recipe(self, folder: Path) -> Recipe | None:
+        """The folder's recipe, parsed again only when recipe.toml changes (None if broken)."""
+        try:
+            mtime = (folder / RECIPE_FILE).stat().st_mtime_ns
+        except OSError:
+            return None
+        cached = self._recipes.get(folder)
+        if cached is None or cached[0] != mtime:
+            try:
+                recipe: Recipe | None = load_recipe(folder)
+            except RecipeError:
+                recipe = None  # its inputs fail with the error when they are processed
+            cached = self._recipes[folder] = (mtime, recipe)
+        return cached[1]
+
+    def clean_temps(self) -> None:
+        """Temporary files left by a process that was killed while writing (ours, never a user's)."""
+        for folder in self._recipe_folders():
+            for sub in (folder / JOURNAL_DIR, folder / DONE_DIR, folder / FAILED_DIR):
+                remove_stale_temps(sub)
+            remove_stale_temps(self.processor.outbox / folder.name)
 
     def scan(self) -> None:
         for folder in self._recipe_folders():
@@ -107,6 +136,9 @@ class HotFolder:
             return
         if not (path.parent / RECIPE_FILE).is_file() or not path.is_file():
             return
+        recipe = self._recipe(path.parent)
+        if recipe is not None and recipe.reference_path() == path.resolve():
+            return  # the recipe's own style reference
         self._candidates[path] = 0.0
 
     # ----------------------------------------------------------------- deciding
@@ -129,10 +161,8 @@ class HotFolder:
         # An inpaint input whose mask is still on its way gets the patience of an unfinished file.
         mask = path.with_name(stem + ".mask.png")
         if not mask.exists() and now - first < self.settler.incomplete_s:
-            try:
-                return load_recipe(path.parent).kind != "inpaint"
-            except RecipeError:
-                return True
+            recipe = self._recipe(path.parent)
+            return recipe is None or recipe.kind != "inpaint"
         return True
 
     def _dispatch_ready(self) -> None:
@@ -171,6 +201,7 @@ class HotFolder:
                 summary.server_gone = str(result)
                 self.stop_event.set()
             elif isinstance(result, BaseException):
+                summary.errors += 1
                 self.log(f"error    {name}: {result!r}; it stays in the inbox and is tried again")
             elif result.ok:
                 summary.done += 1
@@ -199,6 +230,7 @@ class HotFolder:
         observer.schedule(_Events(self._found), str(self.inbox), recursive=True)
         observer.start()
         try:
+            self.clean_temps()
             self.scan()
             next_scan = time.monotonic() + self.rescan_s
             while not self.stop_event.is_set():
@@ -212,6 +244,8 @@ class HotFolder:
                     break
                 self.stop_event.wait(0.1)
         finally:
+            # watchdog's inotify thread may log a harmless error when stopped mid-read.
+            logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
             observer.stop()
             self._finish_in_flight(summary)
             for _ in workers:
