@@ -16,6 +16,8 @@ SUBCOMMAND_MODULES = [
     "jobs",  # generate, inpaint, style, rank
     "models",
     "watch",
+    "bundle",
+    "bench",
 ]
 
 
