@@ -243,3 +243,33 @@ def test_event_stream_is_typed_and_ordered(server, astronaut) -> None:
     steps = [e.step for e in events if isinstance(e, Progress)]
     assert steps == sorted(steps) and steps[-1] == events[-2].total
     assert not any(isinstance(e, Cancelled) for e in events)
+
+
+def test_cancel_a_running_job_stops_it_at_its_next_step(server, astronaut) -> None:
+    # Twenty separate holes filled with the slow FSR method: one progress step per hole.
+    mask = np.zeros(astronaut.shape[:2], np.uint8)
+    for i in range(20):
+        y, x = 40 + (i // 5) * 110, 40 + (i % 5) * 95
+        mask[y : y + 30, x : x + 30] = 255
+
+    async def main():
+        async with Client(server.url, server.token) as client:
+            handle = await client.submit(
+                JobRequest(
+                    JobSpec(kind="inpaint", model="fill", options={"method": "fsr-best"}),
+                    image=_png(astronaut),
+                    mask=_png(cv2.cvtColor(mask, cv2.COLOR_GRAY2RGBA)),
+                )
+            )
+            steps = []
+            async for event in handle.events():
+                if isinstance(event, Progress):
+                    steps.append(event.step)
+                    if event.step == 2:  # the first hole is filled: cancel now
+                        await client.cancel(handle.job_id)
+                final = event
+            return steps, final, event.total if isinstance(event, Progress) else None
+
+    steps, final, _ = _run(main())
+    assert isinstance(final, Cancelled)
+    assert max(steps) < 20  # it stopped long before the 22 steps of the whole job
