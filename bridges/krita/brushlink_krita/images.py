@@ -71,8 +71,8 @@ def read_visible(document, box: regions.Box, exclude: list[str] | tuple[str, ...
             node.setVisible(False)
             hidden.append(node)
     try:
-        if hidden:
-            document.refreshProjection()
+        # Scripts may have just changed pixels: composite before reading what is visible.
+        document.refreshProjection()
         document.waitForDone()
         if is_rgba8(document):
             return bytes(document.pixelData(box.x, box.y, box.width, box.height))

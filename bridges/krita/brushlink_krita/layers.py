@@ -15,8 +15,11 @@ PREFIX = "[brushlink]"
 SRGB = "sRGB-elle-V2-srgbtrc.icc"
 
 
-def layer_name(label: str, seed: int | None) -> str:
-    return f"{PREFIX} {label} ({seed if seed is not None else '?'})"
+def layer_name(label: str, seed: int | None, rank: int | None = None) -> str:
+    """``[brushlink] <label> (seed)``; engines without a seed get the candidate's rank."""
+    if seed is not None:
+        return f"{PREFIX} {label} ({seed})"
+    return f"{PREFIX} {label}" if rank is None else f"{PREFIX} {label} (#{rank + 1})"
 
 
 def _paint_layer(document, name: str, placement: Placement, png: bytes):
@@ -53,7 +56,9 @@ def place_results(placement: Placement, label: str, images: list[protocol.Result
             parent.addChildNode(added, above)
             # addChildNode(child, None) puts the child on top: add the worst first.
             for rank, image in reversed(list(enumerate(images))):
-                node = _paint_layer(document, layer_name(label, image.seed), placement, image.png)
+                node = _paint_layer(
+                    document, layer_name(label, image.seed, rank), placement, image.png
+                )
                 node.setVisible(rank == 0)
                 added.addChildNode(node, None)
         document.refreshProjection()
