@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,7 +99,8 @@ class Processor:
         self.submitter = submitter
         self.reservations = reservations
 
-    def process(self, path: Path, log: Callable[[str], None] | None = None) -> Outcome:
+    def process(self, path: Path) -> Outcome | None:
+        """Run ``path`` to done/ or failed/; None when it vanished before work began."""
         started = time.monotonic()
         folder = path.parent
         journal = Journal(folder)
@@ -114,7 +114,10 @@ class Processor:
                 fmt = load_recipe(folder).format
             except RecipeError:
                 fmt = "png"
-            st = path.stat()
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                return None  # moved away by someone else after it settled
             stem = _stem(path)
             out_stem = self.reservations.reserve(outdir, stem, journal, fmt)
             entry = Entry(path.name, st.st_size, st.st_mtime_ns, out_stem)

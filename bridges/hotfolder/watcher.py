@@ -77,7 +77,9 @@ class HotFolder:
         self.stop_event = threading.Event()
         self._found: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._todo: queue.Queue[Path | None] = queue.Queue()
-        self._results: queue.SimpleQueue[tuple[Path, Outcome | BaseException]] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[Path, Outcome | BaseException | None]] = (
+            queue.SimpleQueue()
+        )
         self._candidates: dict[Path, float] = {}  # path -> when it first settled (0: not yet)
         self._in_flight: set[Path] = set()
         self._warned: set[Path] = set()
@@ -184,7 +186,7 @@ class HotFolder:
             if path is None:
                 return
             try:
-                result: Outcome | BaseException = self.processor.process(path)
+                result: Outcome | BaseException | None = self.processor.process(path)
             except BaseException as exc:  # the loop logs it; a worker never dies
                 result = exc
             self._results.put((path, result))
@@ -197,7 +199,9 @@ class HotFolder:
                 return
             self._in_flight.discard(path)
             name = f"{path.parent.name}/{path.name}"
-            if isinstance(result, ServerGone):
+            if result is None:
+                self.log(f"gone     {name} was removed before it was processed")
+            elif isinstance(result, ServerGone):
                 summary.server_gone = str(result)
                 self.stop_event.set()
             elif isinstance(result, BaseException):
