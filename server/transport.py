@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from brushlink.plugin.errors import BrushlinkError, InternalError, UnknownJob
-from brushlink.plugin.frames import decode_frame
+from brushlink.plugin.frames import BinaryFrame, decode_frame
 from brushlink.plugin.protocol import (
     PATH,
     Cancel,
@@ -28,21 +28,32 @@ from brushlink.plugin.protocol import (
     Ping,
     Pong,
     Submit,
+    Welcome,
     decode_message,
 )
 
-from .auth import status_for
-
-if TYPE_CHECKING:
-    from .app import App
+from .auth import HandshakePolicy, status_for
 
 log = logging.getLogger("brushlink.transport")
 
 _ids = itertools.count(1)
 
 
+class Service(Protocol):
+    """What the transport needs from the application (``App`` provides it)."""
+
+    policy: HandshakePolicy
+
+    def welcome(self) -> Welcome: ...
+    async def submit(self, conn: Connection, submit: Submit) -> None: ...
+    async def receive_frame(self, conn: Connection, frame: BinaryFrame) -> None: ...
+    def cancel(self, conn: Connection, job_id: str) -> None: ...
+    def collect(self, conn: Connection, job_id: str) -> bool: ...
+    def connection_closed(self, conn: Connection) -> None: ...
+
+
 class Connection:
-    def __init__(self, ws: ServerConnection, app: App) -> None:
+    def __init__(self, ws: ServerConnection, app: Service) -> None:
         self.ws = ws
         self.app = app
         self.id = next(_ids)
@@ -113,7 +124,7 @@ class Connection:
             )
 
 
-def process_request(app: App):
+def process_request(app: Service):
     """The handshake hook: refuse bad paths, origins, hosts and tokens before upgrading."""
 
     def check(connection: ServerConnection, request: Request) -> Response | None:
