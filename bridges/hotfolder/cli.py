@@ -8,6 +8,7 @@ Without ``--once`` it runs until Ctrl-C or SIGTERM and exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -125,12 +126,15 @@ def run(args: argparse.Namespace) -> int:
         settle_s=args.settle,
         rescan_s=args.rescan,
         log=_log,
+        on_stopping=runner.stop_waiting,
+        on_stop=runner.stop,
     )
 
     def stop(signum: int, _frame: object) -> None:
-        _log(f"stopping ({signal.Signals(signum).name})")
-        folder.stop_event.set()
-        runner.stop()
+        if folder.stop_event.is_set():
+            os._exit(130)  # asked twice: quit now; the journal makes that safe
+        _log(f"stopping ({signal.Signals(signum).name}); once more to quit at once")
+        folder.stop_event.set()  # jobs in flight get a grace period, then the runner stops
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, stop)

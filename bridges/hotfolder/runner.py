@@ -29,6 +29,10 @@ class ServerGone(Exception):
     """The server stayed away longer than ``give_up_after`` (``--once`` only); not the input's fault."""
 
 
+class Stopped(ServerGone):
+    """The watcher is stopping; the input stays in the inbox for the next start."""
+
+
 class Runner:
     def __init__(
         self,
@@ -54,6 +58,8 @@ class Runner:
 
     def _connected(self) -> BlockingClient:
         """The shared client, connecting (and waiting for the server) when there is none."""
+        if self._stopped.is_set():
+            raise Stopped("stopping")
         with self._lock:
             if self._client is not None:
                 return self._client
@@ -94,6 +100,8 @@ class Runner:
             try:
                 return client.run(request)
             except (ServerUnavailable, Unauthorized):
+                if self._stopped.is_set():
+                    raise Stopped("stopping") from None
                 self._drop(client)  # reconnect (and re-read the token) on the next attempt
                 raise
 
@@ -115,11 +123,15 @@ class Runner:
                     ) from exc
                 self._log(f"waiting  {what}: {exc.message} Retrying in {delay:.1f} s.")
                 if self._stopped.wait(delay):
-                    raise ServerGone("stopping") from exc
+                    raise Stopped("stopping") from exc
                 delay = min(delay * 2, self.max_backoff)
 
+    def stop_waiting(self) -> None:
+        """Wake the workers waiting for the server; jobs already running may still finish."""
+        self._stopped.set()
+
     def stop(self) -> None:
-        """Wake any waiting worker and close the connection."""
+        """Wake any waiting worker and close the connection (running jobs end as ``Stopped``)."""
         self._stopped.set()
         with self._lock:
             client, self._client = self._client, None

@@ -24,7 +24,7 @@ from .journal import JOURNAL_DIR
 from .outputs import remove_stale_temps
 from .process import DONE_DIR, FAILED_DIR, Outcome, Processor
 from .recipe import RECIPE_FILE, Recipe, RecipeError, is_sidecar, load_recipe
-from .runner import ServerGone
+from .runner import ServerGone, Stopped
 from .settle import Settler, State, is_ignored
 
 
@@ -67,8 +67,12 @@ class HotFolder:
         settle_s: float = 2.0,
         rescan_s: float = 10.0,
         log: Callable[[str], None] = print,
+        on_stopping: Callable[[], None] | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.inbox = inbox.resolve()
+        self.on_stopping = on_stopping  # wakes workers waiting for the server
+        self.on_stop = on_stop  # ends the jobs still running after the grace period
         self.processor = processor
         self.concurrency = max(1, concurrency)
         self.settler = Settler(settle_s)
@@ -201,6 +205,8 @@ class HotFolder:
             name = f"{path.parent.name}/{path.name}"
             if result is None:
                 self.log(f"gone     {name} was removed before it was processed")
+            elif isinstance(result, Stopped):
+                self.log(f"stopped  {name}: it stays in the inbox and is done on the next start")
             elif isinstance(result, ServerGone):
                 summary.server_gone = str(result)
                 self.stop_event.set()
@@ -251,7 +257,11 @@ class HotFolder:
             # watchdog's inotify thread may log a harmless error when stopped mid-read.
             logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
             observer.stop()
+            if self.on_stopping:
+                self.on_stopping()
             self._finish_in_flight(summary)
+            if self.on_stop:
+                self.on_stop()
             for _ in workers:
                 self._todo.put(None)
             observer.join(timeout=5)
