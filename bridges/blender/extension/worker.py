@@ -77,15 +77,23 @@ class Worker:
 
     # ------------------------------------------------------------------ client
 
-    def client(self) -> BlockingClient:
-        """One client per (url, token): changing either in the preferences reconnects."""
-        url, token = preferences.server_url(), preferences.server_token()
+    def client(self, url: str, token: str | None) -> BlockingClient:
+        """One connected client per (url, token): changing either in the preferences reconnects.
+
+        Worker threads only: connecting may take up to the open timeout.
+        """
         with self._lock:
             if self._client is None or self._client_key != (url, token):
                 if self._client is not None:
                     self._client.close()
-                self._client = BlockingClient(url, token, open_timeout=5.0)
-                self._client_key = (url, token)
+                    self._client = None
+                client = BlockingClient(url, token, open_timeout=5.0)
+                try:
+                    client.connect()  # raises ServerUnavailable / Unauthorized for the report
+                except BaseException:
+                    client.close()
+                    raise
+                self._client, self._client_key = client, (url, token)
             return self._client
 
     def close(self) -> None:
@@ -106,12 +114,13 @@ class Worker:
         job = _Job(request, placement, report, scene.name)
         self._jobs[request.job_id] = job
         _set_status(scene, f"{placement.label}: connecting…", 0.0, running=True)
+        server = (preferences.server_url(), preferences.server_token())  # bpy: main thread only
         if bpy.app.background:
-            self._run(request)
+            self._run(request, server)
             self.drain()
             return job.outcome
         threading.Thread(
-            target=self._run, args=(request,), name="brushlink-job", daemon=True
+            target=self._run, args=(request, server), name="brushlink-job", daemon=True
         ).start()
         if not bpy.app.timers.is_registered(self._tick):
             bpy.app.timers.register(self._tick, first_interval=POLL_SECONDS, persistent=True)
@@ -123,17 +132,18 @@ class Worker:
     def cancel(self, job_id: str | None = None) -> int:
         """Ask the server to stop a job (all of them when ``job_id`` is None)."""
         ids = [job_id] if job_id else list(self._jobs)
+        server = (preferences.server_url(), preferences.server_token())
         for one in ids:
-            threading.Thread(target=self._cancel, args=(one,), daemon=True).start()
+            threading.Thread(target=self._cancel, args=(one, server), daemon=True).start()
         return len(ids)
 
-    def _cancel(self, job_id: str) -> None:
+    def _cancel(self, job_id: str, server: tuple[str, str | None]) -> None:
         try:
-            self.client().cancel(job_id)
+            self.client(*server).cancel(job_id)
         except BrushlinkError as err:
             self._events.put(("error", job_id, err))
 
-    def _run(self, request: JobRequest) -> None:
+    def _run(self, request: JobRequest, server: tuple[str, str | None]) -> None:
         """Worker thread: never touches bpy, only the queue."""
         job_id = request.job_id
 
@@ -144,7 +154,7 @@ class Worker:
                 self._events.put(("preview", job_id, event.image))
 
         try:
-            result = self.client().run(request, on_event)
+            result = self.client(*server).run(request, on_event)
         except JobWasCancelled:
             self._events.put(("cancelled", job_id, None))
         except BrushlinkError as err:
