@@ -369,6 +369,12 @@ def test_restart_after_a_crash_at_each_step(
     _entry(folder, "stale.png", "written", ["stale.png"])
     _save(np.roll(image, 5, axis=1), folder / "stale.png", compress_level=0)
 
+    # Crashed right after moving to done/, before its entry was removed: only the entry goes.
+    _save(image, folder / "moved.png")
+    _entry(folder, "moved.png", "written", ["moved.png", "moved.json"])
+    (folder / "done").mkdir()
+    (folder / "moved.png").rename(folder / "done" / "moved.png")
+
     done = _once(inbox, server)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "summary: 3 done, 1 failed" in done.stdout
@@ -376,7 +382,12 @@ def test_restart_after_a_crash_at_each_step(
     assert json.loads((out / "written.json").read_text())["first"] is True
     assert _pixels(out / "started.png").shape == image.shape
     assert _pixels(out / "stale.png").shape == image.shape
-    assert sorted(_names(folder / "done")) == ["stale.png", "started.png", "written.png"]
+    assert sorted(_names(folder / "done")) == [
+        "moved.png",
+        "stale.png",
+        "started.png",
+        "written.png",
+    ]
     assert _names(folder / "failed") == ["failed.error.txt", "failed.png"]
     assert "the server refused it" in (folder / "failed" / "failed.error.txt").read_text()
     assert not any("~" in name for name in _names(out))

@@ -76,11 +76,18 @@ class Journal:
         if not self.folder.is_dir():
             return []
         found = []
-        for path in sorted(self.folder.glob("*.json")):
+        for path in sorted(self.folder.glob("[!.]*.json")):  # not write_atomic's temporaries
             entry = self.load(path.name[: -len(".json")])
             if entry is not None:
                 found.append(entry)
         return found
+
+    def drop_orphans(self) -> None:
+        """Remove entries whose input has left the folder (a crash between the move and the
+        entry's removal). Only safe when no input of this folder is in flight: at start-up."""
+        for entry in self.entries():
+            if not (self.folder.parent / entry.input).exists():
+                self.remove(entry.input)
 
     def reserved_stems(self) -> set[str]:
         return {e.out_stem for e in self.entries()}

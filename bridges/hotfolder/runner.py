@@ -42,7 +42,7 @@ class Runner:
         home: Path | None = None,
         log: Callable[[str], None] = print,
         give_up_after: float | None = None,
-        max_backoff: float = 10.0,
+        max_backoff: float = 5.0,
     ) -> None:
         self.url = url or default_url(home)
         self._token = token

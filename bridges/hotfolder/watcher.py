@@ -20,7 +20,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from .journal import JOURNAL_DIR
+from .journal import JOURNAL_DIR, Journal
 from .outputs import remove_stale_temps
 from .process import DONE_DIR, FAILED_DIR, Outcome, Processor
 from .recipe import RECIPE_FILE, Recipe, RecipeError, is_sidecar, load_recipe
@@ -111,9 +111,11 @@ class HotFolder:
             cached = self._recipes[folder] = (mtime, recipe)
         return cached[1]
 
-    def clean_temps(self) -> None:
-        """Temporary files left by a process that was killed while writing (ours, never a user's)."""
+    def tidy(self) -> None:
+        """Leftovers of a process killed mid-step (ours only, never a user's file): temporaries of
+        atomic writes, journal entries of inputs that had already moved."""
         for folder in self._recipe_folders():
+            Journal(folder).drop_orphans()
             for sub in (folder / JOURNAL_DIR, folder / DONE_DIR, folder / FAILED_DIR):
                 remove_stale_temps(sub)
             remove_stale_temps(self.processor.outbox / folder.name)
@@ -240,7 +242,7 @@ class HotFolder:
         observer.schedule(_Events(self._found), str(self.inbox), recursive=True)
         observer.start()
         try:
-            self.clean_temps()
+            self.tidy()
             self.scan()
             next_scan = time.monotonic() + self.rescan_s
             while not self.stop_event.is_set():
