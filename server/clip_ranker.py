@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import open_clip
-import torch
-from PIL import Image
 
 from brushlink.plugin.errors import EngineError, Unsupported
 
@@ -63,6 +60,8 @@ def find_clips(folders: list[Path]) -> list[ClipFiles]:
 
 def _architecture(files: ClipFiles) -> str:
     """The open_clip model name to build, registering a full config under a private name."""
+    import open_clip
+
     try:
         data = json.loads(files.config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -101,6 +100,8 @@ class ClipRanker:
     """``score(prompt, images)`` -> cosine similarity x 100 per image (higher is closer)."""
 
     def __init__(self, files: ClipFiles, device: str = "cpu") -> None:
+        import open_clip
+
         if files.weights.suffix.lower() != ".safetensors":
             raise Unsupported("CLIP weights must be a .safetensors file.", field="model")
         arch = _architecture(files)
@@ -120,20 +121,25 @@ class ClipRanker:
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
 
-    @torch.inference_mode()
     def score(self, prompt: str, images: list[np.ndarray]) -> list[float]:
+        import torch
+        from torch.nn.functional import normalize
+
         if not images:
             return []
-        pixels = torch.stack([self.preprocess(_to_pil(im)) for im in images]).to(self.device)
-        tokens = self.tokenizer([prompt]).to(self.device)
-        image_emb = torch.nn.functional.normalize(self.model.encode_image(pixels).float(), dim=-1)
-        text_emb = torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1)
-        sims = (image_emb @ text_emb.T)[:, 0]
+        with torch.inference_mode():
+            pixels = torch.stack([self.preprocess(_to_pil(im)) for im in images]).to(self.device)
+            tokens = self.tokenizer([prompt]).to(self.device)
+            image_emb = normalize(self.model.encode_image(pixels).float(), dim=-1)
+            text_emb = normalize(self.model.encode_text(tokens).float(), dim=-1)
+            sims = (image_emb @ text_emb.T)[:, 0]
         return [round(float(s) * 100.0, 4) for s in sims]
 
 
-def _to_pil(image: np.ndarray) -> Image.Image:
+def _to_pil(image: np.ndarray) -> Any:
     """RGBA uint8 -> RGB, transparent pixels shown as mid gray (what a viewer would judge)."""
+    from PIL import Image
+
     rgb = image[..., :3].astype(np.float32)
     if image.ndim == 3 and image.shape[2] == 4:
         alpha = image[..., 3:4].astype(np.float32) / 255.0

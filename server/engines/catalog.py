@@ -14,6 +14,8 @@ log = logging.getLogger("brushlink.engines")
 
 # module, class, and how to construct it from (config, device)
 ENGINES = [
+    ("rank", "RankEngine"),  # before diffusers, which ranks its candidates with it
+    ("diffusers_engine", "DiffusersEngine"),
     ("fill", "FillEngine"),
     ("filters", "FiltersEngine"),
 ]
@@ -28,7 +30,9 @@ def build_engines(config: ServerConfig, device: str) -> list[Engine]:
             if exc.name != f"{__package__}.{module_name}":
                 raise
             continue
-        engines.append(getattr(module, class_name)())
+        cls = getattr(module, class_name)
+        factory = getattr(cls, "from_config", None)
+        engines.append(factory(config, device, engines) if factory else cls())
     return engines
 
 

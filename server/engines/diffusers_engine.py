@@ -27,16 +27,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
 from brushlink.plugin.errors import InvalidField, Unsupported
 from brushlink.plugin.protocol import TILE_MODES, JobSpec
 
-from ..sd.memory import run_with_oom_retry
-from ..sd.previews import latents_to_rgba
 from ..sd.store import Checkpoint, ModelFolders, ModelStore, checkpoint_dirs, parse_size
-from ..sd.tiling import tiling
 from .base import Engine, EngineJob, EngineOutput, EngineResult, JobContext, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -92,17 +88,32 @@ class DiffusersEngine(Engine):
         CLIP scorer used to rank candidates (e.g. ``RankEngine.ranker``), or None."""
         self.model_roots = [Path(d) for d in model_dirs]
         self.folders = ModelFolders(checkpoint_dirs(self.model_roots))
+        # torch is imported on first use, not here: building the engine must stay cheap.
         if device == "auto":
+            import torch
+
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
-        self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
         self.compile = compile
         self.preview_every = max(1, preview_every)
         self._ranker = ranker
         budget = parse_size(vram_budget if device.startswith("cuda") else ram_budget)
         if budget is None:
             budget = _default_budget(device)
-        self.store = ModelStore(budget, dtype=self.dtype, prepare=self._prepare)
+        dtype = "float16" if device.startswith("cuda") else "float32"
+        self.store = ModelStore(budget, dtype=dtype, prepare=self._prepare)
+
+    @classmethod
+    def from_config(cls, config: Any, device: str, built: list[Engine] | None = None) -> Any:
+        """From a ``ServerConfig``; ranks candidates with the ``rank`` engine in ``built``."""
+        rank = next((e for e in built or [] if e.name == "rank"), None)
+        return cls(
+            list(config.all_model_dirs),
+            device,
+            getattr(config, "vram_budget", None),
+            getattr(config, "ram_budget", None),
+            ranker=getattr(rank, "ranker", None),
+        )
 
     # ------------------------------------------------------------------ models
 
@@ -133,8 +144,13 @@ class DiffusersEngine(Engine):
 
     def _prepare(self, pipe: Any) -> Any:
         """Device, precision and speed settings, once per loaded checkpoint."""
+        import torch
+
         pipe.set_progress_bar_config(disable=True)
-        pipe.to(self.device)
+        if self.device.startswith("cuda"):
+            pipe.to(self.device, torch.float16)  # fp16 halves memory and doubles speed on GPUs
+        else:
+            pipe.to(self.device)
         if self.device.startswith("cuda"):
             # SDPA attention is diffusers' default on torch 2; channels-last helps the convs.
             pipe.unet.to(memory_format=torch.channels_last)
@@ -184,9 +200,9 @@ class DiffusersEngine(Engine):
         folders = [root / "ipadapter" for root in self.model_roots]
         for folder in folders:
             encoder = folder / IP_ADAPTER_ENCODER
-            if (folder / weight).is_file() and (encoder / "config.json").is_file():
-                if any(encoder.glob("*.safetensors")):
-                    return folder, weight
+            weights_there = (folder / weight).is_file() and (encoder / "config.json").is_file()
+            if weights_there and any(encoder.glob("*.safetensors")):
+                return folder, weight
         where = folders[0] if folders else Path("models/ipadapter")
         raise Unsupported(
             f"Style from a reference image needs the IP-Adapter weights `{weight}` and the image "
@@ -232,6 +248,12 @@ class DiffusersEngine(Engine):
         **kwargs: Any,
     ) -> list[np.ndarray]:
         """Run ``pipe`` once for all seeds; returns H x W x 3 float images in [0, 1]."""
+        import torch
+
+        from ..sd.memory import run_with_oom_retry
+        from ..sd.previews import latents_to_rgba
+        from ..sd.tiling import tiling
+
         steps, guidance = self._defaults(ckpt, spec)
         family = ckpt.detected.family
         every = self.preview_every
@@ -409,7 +431,9 @@ class DiffusersEngine(Engine):
 
 def _default_budget(device: str) -> int | None:
     """Most of the device: 90 % of GPU memory, or half of the machine's RAM for the CPU."""
-    if device.startswith("cuda") and torch.cuda.is_available():
+    if device.startswith("cuda"):
+        import torch
+
         return int(torch.cuda.get_device_properties(0).total_memory * 0.9)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)

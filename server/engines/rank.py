@@ -64,6 +64,11 @@ class RankEngine(Engine):
         self._rankers: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_config(cls, config: Any, device: str, built: list[Engine] | None = None) -> RankEngine:
+        """From a ``ServerConfig``: ``<root>/clip`` of every model root."""
+        return cls([Path(root) / "clip" for root in config.all_model_dirs], device)
+
     def _clips(self) -> dict[str, ClipFiles]:
         return {c.name: c for c in find_clips(self.clip_dirs)}
 

@@ -16,28 +16,15 @@ The family is read from the weights' key names, never from the file name.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from diffusers import (
-    AutoencoderKL,
-    DiffusionPipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-    UNet2DConditionModel,
-)
-from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-from diffusers.utils import logging as diffusers_logging
-from safetensors import safe_open
-from safetensors.torch import load_file
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
 from brushlink.plugin.errors import EngineError, Unsupported
 
-# Loading bars would only clutter the server log.
-diffusers_logging.disable_progress_bar()
+# diffusers, transformers and torch are imported inside the loading functions: listing models
+# only reads file headers, so a server starts without paying for those imports.
 
 CONFIGS = Path(__file__).parent / "configs"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
@@ -68,17 +55,32 @@ def refuse_pickle(path: Path) -> None:
         )
 
 
-def detect_single_file(path: Path) -> Detected:
-    """Family and inpainting-ness of a single-file checkpoint, from its header only."""
-    refuse_pickle(path)
+MAX_HEADER = 100 * 2**20
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a .safetensors file: tensor name -> {dtype, shape, data_offsets}."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            keys = set(f.keys())
-            in_shape = f.get_slice(_UNET_IN).get_shape() if _UNET_IN in keys else None
-    except Exception as exc:  # safetensors raises its own error types for bad headers
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if not 2 <= length <= MAX_HEADER:
+                raise ValueError(f"header length {length}")
+            header = json.loads(f.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("header is not an object")
+    except (OSError, ValueError, struct.error) as exc:
         raise Unsupported(
             f"`{path.name}` is not a readable .safetensors file ({exc}).", field="model"
         ) from exc
+    return header
+
+
+def detect_single_file(path: Path) -> Detected:
+    """Family and inpainting-ness of a single-file checkpoint, from its header only."""
+    refuse_pickle(path)
+    header = read_header(path)
+    keys = set(header)
+    in_shape = header[_UNET_IN].get("shape") if _UNET_IN in keys else None
     if in_shape is None:
         raise Unsupported(
             f"`{path.name}` holds no Stable Diffusion UNet (no `{_UNET_IN}`); it may be a LoRA, "
@@ -124,8 +126,17 @@ def detect_folder(folder: Path) -> Detected:
     return Detected(family, unet_cfg.get("in_channels") == 9, native)
 
 
-def load_folder(folder: Path, dtype: torch.dtype) -> DiffusionPipeline:
+def _quiet_diffusers() -> None:
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # loading bars would only clutter the server log
+
+
+def load_folder(folder: Path, dtype: Any) -> Any:
     """A diffusers folder, offline, safetensors only."""
+    from diffusers import DiffusionPipeline
+
+    _quiet_diffusers()
     for weights in folder.rglob("*"):
         if (
             weights.suffix.lower() in PICKLE_SUFFIXES
@@ -153,8 +164,11 @@ def _config_dir(path: Path, family: str, component: str) -> Path:
     return CONFIGS / family
 
 
-def load_single_file(path: Path, dtype: torch.dtype) -> DiffusionPipeline:
+def load_single_file(path: Path, dtype: Any) -> Any:
     """One original-layout ``.safetensors`` checkpoint, with the configs the project ships."""
+    from safetensors.torch import load_file
+
+    _quiet_diffusers()
     found = detect_single_file(path)
     try:
         state = load_file(str(path))
@@ -163,9 +177,15 @@ def load_single_file(path: Path, dtype: torch.dtype) -> DiffusionPipeline:
         raise EngineError(f"Could not load the checkpoint `{path.name}`: {exc}") from exc
 
 
-def _assemble(
-    path: Path, found: Detected, state: dict[str, torch.Tensor], dtype: torch.dtype
-) -> DiffusionPipeline:
+def _assemble(path: Path, found: Detected, state: dict[str, Any], dtype: Any) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
     family = found.family
     common: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype}
     unet = UNet2DConditionModel.from_single_file(
@@ -208,8 +228,11 @@ def _assemble(
 
 
 def _text_encoder(
-    cls: type, state: dict[str, torch.Tensor], path: Path, family: str, name: str, dtype
-) -> torch.nn.Module:
+    cls: type, state: dict[str, Any], path: Path, family: str, name: str, dtype: Any
+) -> Any:
+    import torch
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+
     model = create_diffusers_clip_model_from_ldm(
         cls,
         state,
@@ -221,11 +244,9 @@ def _text_encoder(
     # diffusers loads CLIP with strict=False; a silently random text encoder would make every
     # prompt meaningless, so check that the checkpoint's position embedding really arrived.
     key = _POSITION_KEYS[(family, name)]
-    loaded = model.get_input_embeddings()  # token embedding: same check, always present
     embed = _embeddings(model).position_embedding.weight
     if key not in state or not torch.equal(embed.detach().cpu().to(state[key].dtype), state[key]):
         raise EngineError(f"The text encoder `{name}` of `{path.name}` did not load.")
-    del loaded
     return model
 
 
@@ -239,7 +260,7 @@ _POSITION_KEYS = {
 }
 
 
-def _embeddings(model: torch.nn.Module) -> Any:
+def _embeddings(model: Any) -> Any:
     text_model = getattr(model, "text_model", model)
     return text_model.embeddings
 
@@ -253,15 +274,23 @@ def _scheduler_class(name: str) -> Any:
     return cls
 
 
-def clip_tokenizer(pad_token: str) -> CLIPTokenizer:
+def clip_tokenizer(pad_token: str) -> Any:
     """The CLIP tokenizer every SD family uses, from the vocabulary the project ships."""
+    from transformers import CLIPTokenizer
+
     return CLIPTokenizer.from_pretrained(
         str(CONFIGS / "clip-tokenizer"), local_files_only=True, pad_token=pad_token
     )
 
 
-def load_pipeline(path: Path, dtype: torch.dtype = torch.float32) -> DiffusionPipeline:
-    """Load a checkpoint (file or diffusers folder) into a txt2img pipeline on the CPU."""
+def load_pipeline(path: Path, dtype: Any = None) -> Any:
+    """Load a checkpoint (file or diffusers folder) into a txt2img pipeline on the CPU.
+
+    ``dtype`` is a torch dtype or its name ("float16"); float32 when None.
+    """
+    import torch
+
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
     if path.is_dir():
         return load_folder(path, dtype)
     refuse_pickle(path)

@@ -12,7 +12,6 @@ components through ``from_pipe``, so a checkpoint is in memory once whatever the
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import threading
@@ -22,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from brushlink.plugin.errors import EngineError, UnknownModel, Unsupported
+from brushlink.plugin.errors import BrushlinkError, EngineError, UnknownModel, Unsupported
 
 from .loading import PICKLE_SUFFIXES, Detected, detect_folder, detect_single_file, load_pipeline
 
@@ -170,6 +167,8 @@ def parse_size(text: str | int | None) -> int | None:
 
 def pipeline_bytes(pipe: Any) -> int:
     """Bytes held by a pipeline's weights (shared components counted once)."""
+    import torch
+
     seen: set[int] = set()
     total = 0
     for module in pipe.components.values():
@@ -199,9 +198,9 @@ class ModelStore:
         self,
         budget_bytes: int | None = None,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: Any = None,
         prepare: Callable[[Any], Any] | None = None,
-        loader: Callable[[Path, torch.dtype], Any] = load_pipeline,
+        loader: Callable[[Path, Any], Any] = load_pipeline,
     ) -> None:
         self.budget_bytes = budget_bytes
         self.dtype = dtype
@@ -230,13 +229,13 @@ class ModelStore:
     def _load(self, checkpoint: Checkpoint) -> _Loaded:
         self.evict(checkpoint.name)
         self._make_room(checkpoint.size_bytes)
+        from .memory import OOM_ERRORS
+
         try:
             pipe = self._loader(checkpoint.path, self.dtype)
-        except torch.cuda.OutOfMemoryError:
+        except (BrushlinkError, *OOM_ERRORS):
             raise
         except Exception as exc:
-            if isinstance(exc, EngineError | Unsupported):
-                raise
             raise EngineError(f"Could not load `{checkpoint.name}`: {exc}") from exc
         if self._prepare is not None:
             pipe = self._prepare(pipe) or pipe
@@ -266,10 +265,10 @@ class ModelStore:
                 self._drop(key)
 
     def _drop(self, name: str) -> None:
+        from .memory import free_caches
+
         self._loaded.pop(name, None)
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_caches()
 
 
 def _derive(base: Any, task: str, checkpoint: Checkpoint) -> Any:

@@ -38,9 +38,9 @@ def _convs(modules: list[Any]) -> Iterator[nn.Conv2d]:
         if module is None:
             continue
         for layer in module.modules():
-            if isinstance(layer, nn.Conv2d) and isinstance(layer.padding, tuple):
-                if any(layer.padding):
-                    yield layer
+            padding = getattr(layer, "padding", None)
+            if isinstance(layer, nn.Conv2d) and isinstance(padding, tuple) and any(padding):
+                yield layer
 
 
 @contextmanager

@@ -1,0 +1,155 @@
+"""CLIP ranking: a user's open_clip weights from models/clip, the rank engine, and candidates of
+the diffusers engine ranked best first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from brushlink.plugin.errors import InvalidField, Unsupported
+from brushlink.plugin.protocol import JobSpec
+from brushlink.server.clip_ranker import ClipRanker, find_clips
+from brushlink.server.engines.base import EngineJob, JobContext
+from brushlink.server.engines.diffusers_engine import DiffusersEngine
+from brushlink.server.engines.rank import BUILTIN_NAME, RankEngine, _builtin_loader, rank_scores
+from brushlink.server.sd.tiny import build_tiny_pipeline, save_single_file
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save_clip(folder: Path, name: str, seed: int = 0) -> None:
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CLIP)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(folder / f"{name}.safetensors"),
+    )
+    (folder / f"{name}.json").write_text(json.dumps(TINY_CLIP))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    save_clip(root / "clip", "tiny-clip")
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    from skimage import data
+
+    images = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    return [np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]) for im in images]
+
+
+def run_rank(engine: RankEngine, model: str, prompt: str, inputs: list[np.ndarray]) -> dict:
+    info = {m.name: m for m in engine.models()}[model]
+    job = EngineJob("job", JobSpec(kind="rank", prompt=prompt, model=model), info, 0, inputs=inputs)
+    return engine.run(job, JobContext()).metadata
+
+
+def test_rank_scores_best_first_and_stable_on_ties() -> None:
+    ranking = rank_scores([0.5, 2.0, 2.0, -1.0])
+    assert [r["index"] for r in ranking] == [1, 2, 0, 3]
+    assert [r["score"] for r in ranking] == [2.0, 2.0, 0.5, -1.0]
+
+
+def test_user_clip_is_listed_and_ranks_by_its_scores(models: Path, photos) -> None:
+    engine = RankEngine([models / "clip"])
+    assert "tiny-clip" in [m.name for m in engine.models()]
+    ranking = run_rank(engine, "tiny-clip", "a cat", photos)["ranking"]
+    direct = ClipRanker(find_clips([models / "clip"])[0]).score("a cat", photos)
+    assert sorted(r["index"] for r in ranking) == [0, 1, 2, 3]
+    assert [r["score"] for r in ranking] == sorted(direct, reverse=True)
+    assert [r["score"] for r in ranking] == [direct[r["index"]] for r in ranking]
+    assert len(set(direct)) == 4  # distinct images get distinct scores
+    # the same request ranks the same way every time
+    assert run_rank(engine, "tiny-clip", "a cat", photos)["ranking"] == ranking
+
+
+def test_transparent_pixels_are_judged_as_grey(models: Path, photos) -> None:
+    ranker = ClipRanker(find_clips([models / "clip"])[0])
+    hidden = photos[0].copy()
+    hidden[..., 3] = 0
+    grey = np.full_like(photos[0], 128)
+    grey[..., 3] = 255
+    assert ranker.score("x", [hidden]) == ranker.score("x", [grey])
+
+
+def test_a_clip_config_may_name_an_open_clip_architecture(tmp_path: Path) -> None:
+    save_clip(tmp_path, "named")
+    (tmp_path / "named.json").write_text(json.dumps({"model": "no-such-architecture"}))
+    with pytest.raises(Unsupported, match="open_clip does not know"):
+        ClipRanker(find_clips([tmp_path])[0])
+
+
+def test_clip_weights_need_a_config_and_stay_inside_the_folder(
+    tmp_path: Path, models: Path
+) -> None:
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    (folder / "lonely.safetensors").write_bytes(b"")  # no .json beside it
+    (folder / "old.pt").write_bytes(b"pickle")
+    (folder / "old.json").write_text(json.dumps(TINY_CLIP))
+    (folder / "linked.safetensors").symlink_to(models / "clip" / "tiny-clip.safetensors")
+    (folder / "linked.json").write_text(json.dumps(TINY_CLIP))
+    assert find_clips([folder]) == []
+
+
+def test_rank_job_needs_inputs(models: Path) -> None:
+    engine = RankEngine([models / "clip"])
+    info = {m.name: m for m in engine.models()}["tiny-clip"]
+    with pytest.raises(InvalidField):
+        engine.check(JobSpec(kind="rank", prompt="x"), info, {"input": []})
+
+
+def test_generate_candidates_come_back_ranked_by_clip(models: Path) -> None:
+    save_single_file(build_tiny_pipeline(), models / "checkpoints" / "tiny.safetensors")
+    rank = RankEngine([models / "clip"])
+    engine = DiffusersEngine([models], device="cpu", ranker=rank.ranker)
+    info = {m.name: m for m in engine.models()}["tiny"]
+    spec = JobSpec(prompt="a red apple", width=64, height=64, steps=2, candidates=4, keep=2)
+    result = engine.run(EngineJob("job", spec, info, seed=100), JobContext())
+    assert result.metadata["ranked"] is True
+    assert len(result.images) == 2
+    first, second = result.images
+    assert first.score >= second.score
+    # the kept ones are the best of all four, scored by the same CLIP
+    everything = engine.run(
+        EngineJob("job", JobSpec(**{**spec.__dict__, "keep": None}), info, seed=100), JobContext()
+    )
+    scores = sorted((o.score for o in everything.images), reverse=True)
+    assert [first.score, second.score] == scores[:2]
+    assert {o.seed for o in everything.images} == {100, 101, 102, 103}
+    assert rank.scorer("tiny-clip")("a red apple", [first.image])[0] == first.score
+
+
+@pytest.mark.skipif(_builtin_loader() is None, reason="the builtin CLIP's weights are not built")
+def test_builtin_clip_puts_the_matching_texture_first() -> None:
+    from brushlink.server.builtin import data
+
+    engine = RankEngine([])
+    assert BUILTIN_NAME in [m.name for m in engine.models()]
+    textures = [data.render((colour,), "stripes", seed=3) for colour in ("green", "red", "blue")]
+    inputs = [np.dstack([t, np.full(t.shape[:2], 255, np.uint8)]) for t in textures]
+    ranking = run_rank(engine, BUILTIN_NAME, data.caption(("red",), "stripes"), inputs)["ranking"]
+    assert ranking[0]["index"] == 1
