@@ -1,0 +1,195 @@
+"""Train the built-in CLIP and generator from scratch: ``python -m brushlink.server.builtin.train``.
+
+Everything comes from one seed: the procedural data set, both models' initial weights and the
+order of the batches. The run is single-threaded by default so that it is reproducible and so
+that it shares a small CPU politely; the shipped weights in ``weights/`` are its output.
+
+Steps:
+  1. render the training textures (held-out colour/pattern combinations excluded)
+  2. train the CLIP contrastively (captions re-worded every time an image is drawn)
+  3. freeze the CLIP; train the UNet to denoise folded textures, conditioned on the CLIP's text
+     features, with 10 % empty captions (for classifier-free guidance) and half the batches
+     padded circularly (for seamless tiles)
+  4. write both models as half-precision .safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import clip_model, data, unet
+from .clip_model import text_features, tokenize
+
+DEFAULTS = {
+    "seed": 1234,
+    "images": 12000,
+    "clip_steps": 500,
+    "clip_batch": 128,
+    "unet_steps": 800,
+    "unet_batch": 32,
+}
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def _batch(
+    images: np.ndarray, specs: list[data.Sample], size: int, rng: random.Random
+) -> tuple[torch.Tensor, list[str], list[tuple]]:
+    """A random batch, each image rolled by a random offset (a free, seamless augmentation)."""
+    idx = [rng.randrange(len(specs)) for _ in range(size)]
+    pixels = []
+    for i in idx:
+        pixels.append(
+            np.roll(images[i], (rng.randrange(data.SIZE), rng.randrange(data.SIZE)), (0, 1))
+        )
+    captions = [data.caption(specs[i].colours, specs[i].pattern, rng) for i in idx]
+    keys = [(specs[i].colours, specs[i].pattern) for i in idx]
+    return _to_tensor(np.stack(pixels)), captions, keys
+
+
+def _lr(step: int, total: int, peak: float, warmup: int = 50) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_clip(images: np.ndarray, specs: list[data.Sample], steps: int, batch: int, seed: int):
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = clip_model.build_clip().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    start = time.time()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, steps, 1e-3)
+        pixels, captions, keys = _batch(images, specs, batch, rng)
+        img, txt, scale = model(pixels, tokenize(captions))
+        logits = scale * img @ txt.T
+        # samples of the same combination are all positives (soft targets), not negatives
+        same = torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
+        targets = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (
+            F.cross_entropy(logits, targets)
+            + F.cross_entropy(logits.T, targets.T / targets.T.sum(1, keepdim=True))
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if step % 25 == 0 or step == steps - 1:
+            _log(f"clip step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+    _zero_unseen_tokens(model)
+    return model.eval()
+
+
+def _zero_unseen_tokens(model) -> None:
+    """Token rows no caption ever used stay random; zero them so unknown words add nothing."""
+    seen: set[int] = set()
+    for words in data.PATTERNS.values():
+        for colour in data.COLOUR_NAMES:
+            for wording in words:
+                for template in data._TEMPLATES:
+                    text = template.format(c=f"{colour} and {colour}", p=wording)
+                    seen.update(tokenize([text])[0].tolist())
+                    seen.update(tokenize([template.format(c=colour, p=wording)])[0].tolist())
+    seen.update(tokenize([""])[0].tolist())
+    keep = torch.zeros(model.token_embedding.weight.shape[0], dtype=torch.bool)
+    keep[sorted(seen)] = True
+    with torch.no_grad():
+        model.token_embedding.weight[~keep] = 0.0
+
+
+def train_unet(
+    images: np.ndarray, specs: list[data.Sample], clip, steps: int, batch: int, seed: int
+):
+    torch.manual_seed(seed + 1)
+    rng = random.Random(seed + 1)
+    model = unet.build_unet().train()
+    sched = unet.train_scheduler()
+    alphas = sched.alphas_cumprod
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    start = time.time()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, steps, 2e-3)
+        pixels, captions, _ = _batch(images, specs, batch, rng)
+        captions = ["" if rng.random() < 0.1 else c for c in captions]
+        with torch.no_grad():
+            tokens_h, pooled = text_features(clip, tokenize(captions))
+        x0 = unet.fold(pixels)
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch,))
+        xt = sched.add_noise(x0, noise, t)
+        target = sched.get_velocity(x0, noise, t)
+        unet.set_tiling(model, "xy" if step % 2 else "none")
+        pred = model(xt, t, encoder_hidden_states=tokens_h, class_labels=pooled).sample
+        # min-SNR weighting (gamma 5) for v-prediction: spends less effort on the noisiest steps
+        snr = alphas[t] / (1 - alphas[t])
+        weight = torch.clamp(snr, max=5.0) / (snr + 1)
+        loss = (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 25 == 0 or step == steps - 1:
+            _log(f"unet step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+    unet.set_tiling(model, "none")
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for key, value in DEFAULTS.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=value)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
+    parser.add_argument("--out", type=Path, default=clip_model.WEIGHTS_DIR, help="weights folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.time()
+
+    _log(f"1. rendering {args.images} textures (seed {args.seed})")
+    images, specs = data.make_dataset(args.images, args.seed)
+
+    _log("2. training the CLIP")
+    clip = train_clip(images, specs, args.clip_steps, args.clip_batch, args.seed)
+    clip_model.save_clip(clip, args.out / "clip.safetensors")
+    clip_time = time.time() - started
+
+    _log("3. training the generator")
+    for p in clip.parameters():
+        p.requires_grad_(False)
+    generator = train_unet(images, specs, clip, args.unet_steps, args.unet_batch, args.seed)
+    unet.save_unet(generator, args.out / "unet.safetensors")
+
+    record = {
+        **{k: getattr(args, k) for k in DEFAULTS},
+        "threads": args.threads,
+        "clip_seconds": round(clip_time),
+        "total_seconds": round(time.time() - started),
+        "torch": torch.__version__,
+    }
+    (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    _log(f"4. done: {json.dumps(record)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
