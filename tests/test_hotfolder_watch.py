@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import ServerProcess
 from PIL import Image
 
 from brushlink.bridges.hotfolder.journal import Entry, Journal
@@ -166,12 +167,19 @@ def test_style_recipe_on_real_photos(
     _save(photos["coffee.png"], folder / "coffee.png")
     _save(photos["astronaut.jpg"], folder / "astronaut.jpg", quality=95)
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # ignored, stays where it is
+    # The same photo again, with a sidecar that changes the style for this file only.
+    (folder / "cup.json").write_text('{"style": "sketch"}')
+    _save(photos["coffee.png"], folder / "cup.png")
 
     done = _once(inbox, server)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "summary: 2 done, 0 failed" in done.stdout
-    assert sorted(_names(folder / "done")) == ["astronaut.jpg", "coffee.png"]
+    assert "summary: 3 done, 0 failed" in done.stdout
+    assert sorted(_names(folder / "done")) == ["astronaut.jpg", "coffee.png", "cup.json", "cup.png"]
     assert (folder / ".DS_Store").exists()
+    cup = json.loads((outbox / "watercolor" / "cup.json").read_text())
+    assert cup["style"] == "sketch"
+    sketch, watercolor = (_pixels(outbox / "watercolor" / f"{s}.png") for s in ("cup", "coffee"))
+    assert np.abs(sketch - watercolor).mean() > 3  # the sidecar's style, not the recipe's
     for name, source in photos.items():
         stem = name.split(".")[0]
         out = _pixels(outbox / "watercolor" / f"{stem}.png")
@@ -398,38 +406,45 @@ def test_restart_after_a_crash_at_each_step(
 
 
 def test_files_wait_for_the_server_and_complete_when_it_returns(
-    tmp_path: Path,
-    server_factory: Callable[..., object],
-    coffee: np.ndarray,
-    watcher: Callable[..., subprocess.Popen[str]],
+    tmp_path: Path, coffee: np.ndarray, watcher: Callable[..., subprocess.Popen[str]]
 ) -> None:
     inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
     folder = _recipe(inbox, "watercolor", WATERCOLOR)
-    own = server_factory()
-    own.stop()  # type: ignore[attr-defined]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "token").write_text("token-of-a-server-that-is-not-up-yet\n")
+    os.chmod(home / "token", 0o600)
+    own = ServerProcess(home=home, port=_free_port())
+    own.url = f"ws://127.0.0.1:{own.port}/v1"
     log = tmp_path / "watch-0.log"
-    watcher(inbox, own)
-    stems = [f"img{i}" for i in range(4)]
-    for i, stem in enumerate(stems):
-        _save(np.roll(_small(coffee, 40), i, axis=1), folder / f"{stem}.png")
-    _wait_until(lambda: "Retrying" in log.read_text(), "the watcher to notice the server is away")
-    waiting = sorted(
-        p.name for p in folder.iterdir() if p.is_file() and not p.name.endswith(".mask.png")
-    )
-    assert waiting == sorted([*(f"{s}.png" for s in stems), "recipe.toml"])  # nothing moved yet
-    own.start()  # type: ignore[attr-defined]  # same port, same token
-    _wait_until(lambda: len(_names(folder / "done")) == 4, "the inputs to complete")
-    _wait_until(lambda: _names(folder / ".brushlink") == [], "the journal to empty")
+    try:
+        watcher(inbox, own)
+        stems = [f"img{i}" for i in range(4)]
+        for i, stem in enumerate(stems):
+            _save(np.roll(_small(coffee, 40), i, axis=1), folder / f"{stem}.png")
+        _wait_until(
+            lambda: "Retrying" in log.read_text(), "the watcher to notice the server is away"
+        )
+        waiting = sorted(p.name for p in folder.iterdir() if p.is_file())
+        assert waiting == sorted([*(f"{s}.png" for s in stems), "recipe.toml"])  # nothing moved
+        own.start()
+        _wait_until(lambda: len(_names(folder / "done")) == 4, "the inputs to complete")
+        _wait_until(lambda: _names(folder / ".brushlink") == [], "the journal to empty")
+    finally:
+        own.stop()
     _assert_exactly_once(inbox, outbox, "watercolor", stems)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_once_gives_up_when_the_server_never_comes(tmp_path: Path, coffee: np.ndarray) -> None:
     inbox = tmp_path / "inbox"
     folder = _recipe(inbox, "watercolor", WATERCOLOR)
-    with socket.socket() as sock:  # a port where nothing listens
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    nobody = SimpleNamespace(url=f"ws://127.0.0.1:{port}/v1", token="no-server-here")
+    nobody = SimpleNamespace(url=f"ws://127.0.0.1:{_free_port()}/v1", token="no-server-here")
     _save(_small(coffee, 40), folder / "a.png")
     result = _once(inbox, nobody, "--server-wait", "2")
     assert result.returncode == 2, result.stdout + result.stderr

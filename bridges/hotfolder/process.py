@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from brushlink.plugin.errors import BrushlinkError, InvalidField
-from brushlink.plugin.protocol import Result
+from brushlink.plugin.protocol import Result, ResultImage
 from brushlink.plugin.request import JobRequest
 
-from .images import encode_output, read_image, read_prompts
+from .images import encode_output, image_size, read_image, read_prompts
 from .journal import Entry, Journal
 from .outputs import free_name, move_durably, write_atomic
 from .recipe import (
@@ -158,6 +158,8 @@ class Processor:
         for job in jobs:
             result = self.submitter.run(job.request, f"{recipe.name}/{path.name}{job.label}")
             images = result.result_images()
+            if recipe.kind == "rank":
+                images = _ranked_copies(job.request, result)
             if not images:
                 raise BrushlinkError(f"The server returned no image for {path.name}{job.label}.")
             for k, image in enumerate(images, start=1):
@@ -266,6 +268,16 @@ class Processor:
         if path.exists():
             move_durably(path, dest_dir / entry.dest)
         journal.remove(path.name)
+
+
+def _ranked_copies(request: JobRequest, result: Result) -> list[ResultImage]:
+    """A rank job returns scores, not images: the outputs are copies of the inputs, scored."""
+    scores = {item.get("index"): item.get("score") for item in result.metadata.get("ranking", [])}
+    copies = []
+    for index, png in enumerate(request.inputs):
+        width, height = image_size(png)
+        copies.append(ResultImage(index, width, height, score=scores.get(index), png=png))
+    return copies
 
 
 def _stem(path: Path) -> str:
