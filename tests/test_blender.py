@@ -335,3 +335,23 @@ def test_wrong_token_is_a_report_and_nothing_changes(
     assert "unauthorized" in facts["report"]
     assert "token" in facts["report"]
     assert np.array_equal(np.load(out / "after.npy"), np.load(out / "before.npy"))
+
+
+def test_ui_path_returns_at_once_and_applies_on_the_main_thread(
+    blender: Blender, server, coffee: np.ndarray, tmp_path: Path
+) -> None:
+    path, source = photo(tmp_path, coffee, "coffee")
+    holed = source.copy()
+    holed[50:80, 50:90, 3] = 0
+    cv2.imwrite(str(path), cv2.cvtColor(holed, cv2.COLOR_RGBA2BGRA))
+    facts, out = blender.run("inpaint", url=server.url, image=path, threaded=1)
+    assert facts["returned"] == ["FINISHED"]
+    assert facts["running_after_return"] == 1
+    assert facts["status_after_return"].startswith("Inpaint")
+    before = np.load(out / "before.npy")
+    assert np.array_equal(np.load(out / "early.npy"), before)  # untouched until drained
+    after = np.load(out / "after.npy")
+    hole = holed[..., 3] == 0
+    assert np.array_equal(after[~hole], before[~hole])
+    assert (after[hole][:, 3] == 255).all()
+    assert facts["status"].startswith("Inpainted")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -48,6 +49,22 @@ def run_operator(op, facts: dict) -> None:
     except RuntimeError as exc:
         facts["returned"] = ["RAISED"]
         facts["report"] = str(exc)
+
+
+def run_threaded(op, facts: dict, snapshot) -> None:
+    """The UI path: the operator returns at once, the job runs on a worker thread, and only
+    the main thread's drain (what the ``bpy.app.timers`` callback does) applies its events."""
+    package = sys.modules["bl_ext.user_default.brushlink.worker"]
+    worker = package.WORKER
+    worker.block = False
+    run_operator(op, facts)
+    facts["running_after_return"] = len(worker.running())
+    facts["status_after_return"] = bpy.context.scene.brushlink.status
+    snapshot()  # nothing may have changed before a drain on the main thread
+    while worker.running():
+        time.sleep(0.02)
+        worker.drain()
+    facts["status"] = bpy.context.scene.brushlink.status
 
 
 def material_facts(obj: bpy.types.Object) -> dict:
@@ -137,7 +154,10 @@ def scenario_inpaint(args: dict, out: Path) -> dict:
         props.mask_image = load_image(args["mask"], "mask")
     facts: dict = {"images_before": sorted(i.name for i in bpy.data.images)}
     save_png(image, out / "before")
-    run_operator(bpy.ops.brushlink.inpaint_image, facts)
+    if args.get("threaded") == "1":
+        run_threaded(bpy.ops.brushlink.inpaint_image, facts, lambda: save_png(image, out / "early"))
+    else:
+        run_operator(bpy.ops.brushlink.inpaint_image, facts)
     facts["images_after"] = sorted(i.name for i in bpy.data.images)
     facts["status"] = props.status
     facts["image"] = image_facts(image)
@@ -224,6 +244,12 @@ def main() -> int:
         facts = SCENARIOS[scenario](args, out)
     except Exception:
         facts = {"driver_error": traceback.format_exc()}
+    # Disabling runs the extension's unregister (closes its client, drops its timer), which
+    # also lets the bpy module shut down cleanly.
+    bpy.ops.preferences.addon_disable(module="bl_ext.user_default.brushlink")
+    facts["disabled_cleanly"] = (
+        "bl_ext.user_default.brushlink" not in bpy.context.preferences.addons
+    )
     (out / "facts.json").write_text(json.dumps(facts, indent=2))
     return 0
 

@@ -34,14 +34,12 @@ def _report_later(outcome: Outcome) -> None:
 def _launch(
     op: bpy.types.Operator, context: bpy.types.Context, request: JobRequest, where: Placement
 ) -> set[str]:
-    if bpy.app.background:
-        outcome = WORKER.start(request, where, lambda _outcome: None, context.scene)
-        assert outcome is not None
-        op.report({outcome.level}, outcome.message)
-        return {"FINISHED"} if outcome.level == "INFO" else {"CANCELLED"}
-    WORKER.start(request, where, _report_later, context.scene)
-    op.report({"INFO"}, f"{where.label} started.")
-    return {"FINISHED"}
+    outcome = WORKER.start(request, where, _report_later, context.scene)
+    if outcome is None:  # running on a worker thread; it reports when it ends
+        op.report({"INFO"}, f"{where.label} started.")
+        return {"FINISHED"}
+    op.report({outcome.level}, outcome.message)
+    return {"FINISHED"} if outcome.level == "INFO" else {"CANCELLED"}
 
 
 def context_image(context: bpy.types.Context) -> bpy.types.Image | None:

@@ -64,6 +64,7 @@ class _Job:
     placement: Placement
     report: Reporter
     scene_name: str
+    blocking: bool = False
     outcome: Outcome | None = None
 
 
@@ -74,6 +75,11 @@ class Worker:
         self._client: BlockingClient | None = None
         self._client_key: tuple[str, str | None] | None = None
         self._lock = threading.Lock()
+        # None: block only in background mode. True/False force it (a script in the UI that
+        # wants the result before it goes on sets True).
+        self.block: bool | None = None
+        # bpy.app.timers matches callbacks by identity: keep one bound method for (un)register.
+        self._timer = self._tick
 
     # ------------------------------------------------------------------ client
 
@@ -102,28 +108,30 @@ class Worker:
                 self._client.close()
             self._client = None
             self._client_key = None
-        if bpy.app.timers.is_registered(self._tick):
-            bpy.app.timers.unregister(self._tick)
+        if bpy.app.timers.is_registered(self._timer):
+            bpy.app.timers.unregister(self._timer)
 
     # ------------------------------------------------------------------ jobs
 
     def start(
         self, request: JobRequest, placement: Placement, report: Reporter, scene: bpy.types.Scene
     ) -> Outcome | None:
-        """Run a job; in background mode block and return its outcome, else return None."""
-        job = _Job(request, placement, report, scene.name)
+        """Run a job. Blocking (background mode): return its outcome, which the caller reports.
+        Otherwise return None at once; ``report`` gets the outcome when the job ends."""
+        blocking = self.block if self.block is not None else bpy.app.background
+        job = _Job(request, placement, report, scene.name, blocking)
         self._jobs[request.job_id] = job
         _set_status(scene, f"{placement.label}: connecting…", 0.0, running=True)
         server = (preferences.server_url(), preferences.server_token())  # bpy: main thread only
-        if bpy.app.background:
+        if blocking:
             self._run(request, server)
             self.drain()
             return job.outcome
         threading.Thread(
             target=self._run, args=(request, server), name="brushlink-job", daemon=True
         ).start()
-        if not bpy.app.timers.is_registered(self._tick):
-            bpy.app.timers.register(self._tick, first_interval=POLL_SECONDS, persistent=True)
+        if not bpy.app.timers.is_registered(self._timer):
+            bpy.app.timers.register(self._timer, first_interval=POLL_SECONDS, persistent=True)
         return None
 
     def running(self) -> list[str]:
@@ -217,7 +225,8 @@ class Worker:
         self._jobs.pop(job.request.job_id, None)
         if scene is not None:
             _set_status(scene, outcome.message, 1.0 if outcome.level == "INFO" else 0.0, False)
-        job.report(outcome)
+        if not job.blocking:
+            job.report(outcome)
 
 
 def _set_status(scene: bpy.types.Scene, text: str, progress: float, running: bool) -> None:
