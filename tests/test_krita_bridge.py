@@ -76,7 +76,10 @@ def report(server, bundle: Path, astronaut, coffee, tmp_path_factory) -> dict:
     )
     path = Path(config["report"])
     assert path.exists(), f"Krita wrote no report (exit {proc.returncode}):\n{proc.stdout[-4000:]}"
-    return json.loads(path.read_text())
+    report = json.loads(path.read_text())
+    report["krita_exit_code"] = proc.returncode
+    report["krita_log_tail"] = proc.stdout[-2000:] + proc.stderr[-2000:]
+    return report
 
 
 def _ok(report: dict, name: str) -> dict:
@@ -131,6 +134,11 @@ def test_plugin_installs_with_krita_importer_and_uses_its_own_core(report: dict)
     assert "fill" in entry["models"]
 
 
+def test_krita_exits_cleanly_after_the_jobs(report: dict) -> None:
+    # Qt objects freed by Python after Krita's teardown used to crash it on exit.
+    assert report["krita_exit_code"] == 0, report["krita_log_tail"]
+
+
 def test_rectangular_inpaint_fills_the_selection_only(report: dict) -> None:
     entry = _ok(report, "rect_inpaint")
     assert entry["type"] == "paintlayer"
@@ -157,6 +165,15 @@ def test_soft_elliptical_selection_stays_soft(report: dict) -> None:
     assert entry["soft_alpha_levels"] > 20
     x, y, w, h = entry["bounds"]
     assert x <= 320 and y <= 110 and x + w >= 440 and y + h >= 190
+
+
+def test_documents_of_other_colour_depths_get_an_8_bit_layer(report: dict) -> None:
+    entry = _ok(report, "sixteen_bit_document")
+    assert entry["doc_depth"] == "U16"
+    assert entry["layer_space"] == ["RGBA", "U8"]
+    assert entry["bounds"] == [64, 64, 96, 64]
+    assert entry["outside_changed"] == 0
+    assert entry["inside_changed"] > 0.9 * 96 * 64
 
 
 def test_style_sketch_of_the_whole_canvas_is_grayscale(report: dict) -> None:

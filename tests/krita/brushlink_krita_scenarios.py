@@ -254,6 +254,39 @@ def soft_ellipse_inpaint():
 
 
 @scenario
+def sixteen_bit_document():
+    import brushlink_krita
+
+    doc = open_photo("coffee")
+    doc.setColorSpace("RGBA", "U16", "sRGB-elle-V2-srgbtrc.icc")
+    doc.waitForDone()
+    rect_selection(doc, 64, 64, 96, 64)
+    before = pixels(doc)  # 8 bytes a pixel
+    layer = brushlink_krita.inpaint(
+        "", doc, model="fill", engine_options=FAST_FILL, url=URL, timeout=300
+    )
+    after = pixels(doc)
+    w = doc.width()
+    outside_changed = sum(
+        before[8 * i : 8 * i + 8] != after[8 * i : 8 * i + 8]
+        for i in range(len(before) // 8)
+        if not (64 <= i % w < 160 and 64 <= i // w < 128)
+    )
+    inside_changed = sum(
+        before[8 * i : 8 * i + 8] != after[8 * i : 8 * i + 8]
+        for i in range(len(before) // 8)
+        if 64 <= i % w < 160 and 64 <= i // w < 128
+    )
+    return {
+        "doc_depth": doc.colorDepth(),
+        "layer_space": [layer.colorModel(), layer.colorDepth()],
+        "bounds": rect(layer),
+        "outside_changed": outside_changed,
+        "inside_changed": inside_changed,
+    }
+
+
+@scenario
 def style_sketch_canvas():
     import brushlink_krita
 
@@ -428,6 +461,7 @@ def __main__(args):
         install,
         rect_inpaint,
         soft_ellipse_inpaint,
+        sixteen_bit_document,
         style_sketch_canvas,
         style_candidates_group,
         excluded_layers_are_not_sent,
@@ -437,7 +471,11 @@ def __main__(args):
     ):
         if run is not install and not REPORT.get("install", {}).get("ok"):
             break
+        if CONFIG.get("only") and run.__name__ not in ("install", *CONFIG["only"].split(",")):
+            continue  # a developer's shortcut: run some scenarios only
         run()
     REPORT["total_seconds"] = round(time.monotonic() - started, 3)
+    if "brushlink_krita" in sys.modules:
+        sys.modules["brushlink_krita"].shutdown()
     with open(CONFIG["report"], "w") as f:
         json.dump(REPORT, f, indent=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .api import apply, connection, discard, generate, inpaint, models, run, start, style
 from .options import JobOptions
+from .runner import Connection
 
 __all__ = [
     "JobOptions",
@@ -18,9 +19,15 @@ __all__ = [
     "inpaint",
     "models",
     "run",
+    "shutdown",
     "start",
     "style",
 ]
+
+
+def shutdown() -> None:
+    """Close the connections to servers (Krita calls this when it quits)."""
+    Connection.close_all()
 
 
 def _register() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PyQt5.QtCore import QTimer
+from PyQt5.QtCore import QCoreApplication, QTimer
 
 from .core import blocking, errors, protocol, request
 
@@ -84,7 +84,9 @@ class Background:
         self._on_done = on_done
         self._on_event = on_event
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._timer = QTimer()
+        # Parented to the application so Qt, not Python's garbage collector, frees it: a QTimer
+        # collected after Qt's teardown (at interpreter exit) crashes Krita.
+        self._timer = QTimer(QCoreApplication.instance())
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
         self.finished = False
@@ -108,8 +110,14 @@ class Background:
                 return
             if isinstance(item, _Done):
                 self._timer.stop()
+                self._timer.timeout.disconnect()
+                self._timer.deleteLater()
                 self.finished = True
-                self._on_done(item.value, item.error)
+                on_done = self._on_done
+                # Drop the callbacks: they hold Krita documents and nodes, and a cycle that
+                # lives until interpreter exit would free them after Krita is gone.
+                self._work = self._on_done = self._on_event = None
+                on_done(item.value, item.error)
                 return
             if self._on_event is not None:
                 # A display problem must not lose the job's result.
