@@ -109,7 +109,14 @@ def free_port() -> int:
 
 
 def test_bundle_is_an_installable_reproducible_extension(tmp_path: Path) -> None:
-    first = bundle.build(tmp_path / "a")
+    proc = subprocess.run(
+        [*_brushlink(), "bundle", "blender", "-o", str(tmp_path / "a")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    first = Path(proc.stdout.strip())
+    assert first.parent == tmp_path / "a" and first.name == "brushlink-blender-0.1.0.zip"
     second = bundle.build(tmp_path / "b")
     assert first.read_bytes() == second.read_bytes()  # same sources, same zip
     with zipfile.ZipFile(first) as archive:
@@ -129,6 +136,7 @@ def test_bundle_is_an_installable_reproducible_extension(tmp_path: Path) -> None
                 assert not [n for n in inner if n.endswith((".so", ".pyd", ".c"))]
                 assert any(n.endswith(".dist-info/RECORD") for n in inner)
         assert {"__init__.py", "operators.py", "worker.py", "materials.py"} <= set(names)
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         # Host glue only: nothing in the extension imports torch, and only Blender's numpy.
         for name in names:
             if name.endswith(".py"):
@@ -355,3 +363,11 @@ def test_ui_path_returns_at_once_and_applies_on_the_main_thread(
     assert np.array_equal(after[~hole], before[~hole])
     assert (after[hole][:, 3] == 255).all()
     assert facts["status"].startswith("Inpainted")
+
+
+def test_bundle_refuses_a_core_that_imports_what_blender_lacks() -> None:
+    with pytest.raises(RuntimeError, match="imports numpy"):
+        bundle.check_host_safe({"brushlink/plugin/x.py": b"import json\nimport numpy as np\n"})
+    bundle.check_host_safe(
+        {"brushlink/plugin/y.py": b"import json\nfrom websockets import frames\n"}
+    )

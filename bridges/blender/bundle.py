@@ -9,12 +9,14 @@ Timestamps are fixed, so the same sources give the same zip byte for byte.
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import importlib.metadata
 import importlib.util
 import io
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -90,8 +92,29 @@ def _package_files(package: str, prefix: str) -> dict[str, bytes]:
     return {f"{prefix}/{p.relative_to(root).as_posix()}": p.read_bytes() for p in _sources(root)}
 
 
+def check_host_safe(files: dict[str, bytes]) -> None:
+    """Refuse a client core that imports beyond the standard library and websockets: Blender's
+    Python has nothing else (no numpy guarantee for the core, never torch)."""
+    allowed = set(sys.stdlib_module_names) | {"websockets", "brushlink"}
+    for path, data in files.items():
+        for node in ast.walk(ast.parse(data, filename=path)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] not in allowed:
+                    raise RuntimeError(
+                        f"Cannot bundle: {path} imports {name}, which Blender lacks."
+                    )
+
+
 def wheels() -> dict[str, bytes]:
     """The wheels the extension needs, by file name."""
+    core = _package_files("brushlink.plugin", "brushlink/plugin")
+    check_host_safe(core)
     built = [
         build_wheel(
             "websockets",
@@ -101,7 +124,7 @@ def wheels() -> dict[str, bytes]:
         build_wheel(
             "brushlink_plugin",
             _version("brushlink", "0.1.0"),
-            _package_files("brushlink.plugin", "brushlink/plugin"),
+            core,
         ),
     ]
     return dict(built)
