@@ -22,7 +22,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import ServerProcess
 from PIL import Image
 
 from brushlink.bridges.hotfolder.journal import Entry, Journal
@@ -406,7 +405,10 @@ def test_restart_after_a_crash_at_each_step(
 
 
 def test_files_wait_for_the_server_and_complete_when_it_returns(
-    tmp_path: Path, coffee: np.ndarray, watcher: Callable[..., subprocess.Popen[str]]
+    tmp_path: Path,
+    server: object,
+    coffee: np.ndarray,
+    watcher: Callable[..., subprocess.Popen[str]],
 ) -> None:
     inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
     folder = _recipe(inbox, "watercolor", WATERCOLOR)
@@ -414,8 +416,9 @@ def test_files_wait_for_the_server_and_complete_when_it_returns(
     home.mkdir()
     (home / "token").write_text("token-of-a-server-that-is-not-up-yet\n")
     os.chmod(home / "token", 0o600)
-    own = ServerProcess(home=home, port=_free_port())
-    own.url = f"ws://127.0.0.1:{own.port}/v1"
+    # A private server of the fixture's kind that is not started yet: the watcher comes first.
+    own = type(server)(home=home, port=_free_port())
+    own.url = f"ws://127.0.0.1:{own.port}/v1"  # type: ignore[attr-defined]
     log = tmp_path / "watch-0.log"
     try:
         watcher(inbox, own)
@@ -427,11 +430,11 @@ def test_files_wait_for_the_server_and_complete_when_it_returns(
         )
         waiting = sorted(p.name for p in folder.iterdir() if p.is_file())
         assert waiting == sorted([*(f"{s}.png" for s in stems), "recipe.toml"])  # nothing moved
-        own.start()
+        own.start()  # type: ignore[attr-defined]
         _wait_until(lambda: len(_names(folder / "done")) == 4, "the inputs to complete")
         _wait_until(lambda: _names(folder / ".brushlink") == [], "the journal to empty")
     finally:
-        own.stop()
+        own.stop()  # type: ignore[attr-defined]
     _assert_exactly_once(inbox, outbox, "watercolor", stems)
 
 

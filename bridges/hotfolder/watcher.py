@@ -138,6 +138,11 @@ class HotFolder:
                 for child in sorted(path.iterdir()):  # a recipe folder moved in whole
                     self._consider(child)
             return
+        if path.name == RECIPE_FILE and path.is_file():
+            for child in sorted(path.parent.iterdir()):  # files that waited for their recipe
+                if child.name != RECIPE_FILE:
+                    self._consider(child)
+            return
         if path in self._candidates or path in self._in_flight:
             return
         if is_ignored(path) or is_sidecar(path) or is_ignored(path.parent):
