@@ -311,6 +311,28 @@ def test_style_sketch_makes_a_new_grayscale_image(
     assert np.array_equal(np.load(out / "source_after.npy"), np.load(out / "source.npy"))
 
 
+def test_style_like_a_reference_takes_its_colours(
+    blender: Blender, server, chelsea: np.ndarray, astronaut: np.ndarray, tmp_path: Path
+) -> None:
+    path, source = photo(tmp_path, chelsea, "chelsea")
+    ref_path, reference = photo(tmp_path, astronaut, "astronaut", size=128)
+    facts, out = blender.run(
+        "style", url=server.url, image=path, mode="REFERENCE", reference=ref_path
+    )
+    assert facts["returned"] == ["FINISHED"], facts.get("report")
+    (new,) = facts["new_images"]
+    assert new["name"] == "photo (like reference)"
+    assert new["size"] == [256, 256]
+    styled = np.load(out / "styled0.npy")[..., :3].reshape(-1, 3).mean(axis=0)
+    before = source[..., :3].reshape(-1, 3).mean(axis=0)
+    target = reference[..., :3].reshape(-1, 3).mean(axis=0)
+    assert np.abs(styled - target).sum() < 0.5 * np.abs(before - target).sum(), (
+        styled,
+        before,
+        target,
+    )
+
+
 # ----------------------------------------------------------------------------- errors
 
 
