@@ -182,9 +182,9 @@ def test_run_refuses_a_mask_of_another_size():
 
 
 def test_progress_is_reported_and_cancel_stops_the_job():
-    mask = box_mask(COFFEE.shape, 20, 320, 40, 340)
+    mask = box_mask(COFFEE.shape, 20, 320, 40, 340) | box_mask(COFFEE.shape, 540, 40, 560, 60)
     steps: list[tuple[int, int]] = []
     fill(COFFEE, mask, JobContext(on_progress=lambda s, t: steps.append((s, t))))
-    assert steps[0][0] == 0 and steps[-1][0] == steps[-1][1] and len(steps) >= 3
+    assert steps == [(0, 2), (1, 2), (2, 2)]  # regions known, then one step per region
     with pytest.raises(JobCancelled):
         fill(COFFEE, mask, JobContext(is_cancelled=lambda: True))

@@ -4,9 +4,9 @@ Steps of one job:
 
     0. check inputs and options (also done by ``check`` before the job is queued)
     1. grow the mask, split it into regions, give each region a box with context around it
-    2. per region: shrink the box if it is large, inpaint it, scale the fill back up
-    3. paste the fill back through a feathered mask: pixels outside the grown mask keep their
-       exact input values; the input alpha channel is kept as it is
+    2. per region: shrink the box if it is large, inpaint it, scale the fill back up, and
+       paste it back through a feathered mask: pixels outside the grown mask keep their exact
+       input values; the input alpha channel is kept as it is (one progress step per region)
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ class FillEngine(Engine):
     def run(self, job: EngineJob, ctx: JobContext) -> EngineResult:
         # 0. check inputs
         if job.image is None or job.mask is None:
-            raise InvalidField("A fill job needs an `image` and a `mask`.", field="image")
+            slot = "image" if job.image is None else "mask"
+            raise InvalidField("A fill job needs an `image` and a `mask`.", field=slot)
         image, mask = job.image, _gray(job.mask)
         height, width = image.shape[:2]
         if mask.shape != (height, width):
@@ -137,7 +138,7 @@ class FillEngine(Engine):
                 field="mask",
             )
         opts = parse_options(job.spec.options)
-        ctx.progress(0, 1)
+        ctx.check_cancelled()
         wanted = mask > 0
         if not wanted.any():
             ctx.progress(1, 1)
@@ -154,10 +155,10 @@ class FillEngine(Engine):
         if hole.all():  # growing swallowed the context: fill exactly what was asked
             hole = wanted
         boxes = _region_boxes(hole, opts.margin, opts.feather)
-        total = len(boxes) + 2
-        ctx.progress(1, total)
+        total = len(boxes)
+        ctx.progress(0, total)
 
-        # 2-3. inpaint each box and paste it back through the feathered mask
+        # 2. inpaint each box and paste it back through the feathered mask
         out = image.copy()
         rgb = np.ascontiguousarray(image[..., :3])
         scales = []
@@ -167,8 +168,7 @@ class FillEngine(Engine):
             alpha = _feathered(crop_hole, mask[y0:y1, x0:x1], opts.feather)
             out[y0:y1, x0:x1, :3] = _blend(rgb[y0:y1, x0:x1], fill, alpha)
             scales.append(round(scale, 3))
-            ctx.progress(2 + i, total)
-        ctx.progress(total, total)
+            ctx.progress(i + 1, total)
         meta = {"method": opts.method, "regions": len(boxes), "work_scale": float(min(scales))}
         return EngineResult([EngineOutput(out)], {"fill": meta})
 

@@ -67,12 +67,13 @@ def _cartoon(bgr: np.ndarray, colours: int = 8) -> np.ndarray:
 def _quantise(bgr: np.ndarray, colours: int) -> np.ndarray:
     """Reduce to ``colours`` flat colours: k-means on a fixed sample, then nearest centre."""
     pixels = bgr.reshape(-1, 3).astype(np.float32)
+    if len(pixels) <= colours:  # a tiny picture already has no more colours than asked
+        return bgr.copy()
     rng = np.random.default_rng(0)  # same picture, same palette
     sample = pixels[rng.choice(len(pixels), size=min(len(pixels), 20_000), replace=False)]
     cv2.setRNGSeed(0)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
-    k = min(colours, len(sample))
-    _, _, centres = cv2.kmeans(sample, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    _, _, centres = cv2.kmeans(sample, colours, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
     # nearest centre per pixel, in chunks so a large picture does not build a huge distance array
     labels = np.empty(len(pixels), np.intp)
     for start in range(0, len(pixels), 1 << 18):
@@ -150,7 +151,7 @@ class FiltersEngine(Engine):
         check_style(spec, job.reference is not None)
         strength = 1.0 if spec.strength is None else float(spec.strength)
         image = job.image
-        total = 4
+        total = 3
         ctx.progress(0, total)
         if strength == 0.0:
             ctx.progress(total, total)
@@ -162,14 +163,14 @@ class FiltersEngine(Engine):
         styled = rgb
         if spec.style is not None:
             styled = _at_size(rgb, *STYLES[spec.style])
-        ctx.progress(2, total)
+        ctx.progress(1, total)
 
         # 3. the reference's colours
         if job.reference is not None:
             ref = job.reference
             ref_alpha = ref[..., 3] if ref.shape[2] == 4 else None
             styled = transfer_colours(styled, np.ascontiguousarray(ref[..., :3]), alpha, ref_alpha)
-        ctx.progress(3, total)
+        ctx.progress(2, total)
 
         # 4. blend by strength, keep alpha
         out = image.copy()
