@@ -278,7 +278,8 @@ def test_a_slow_chunked_copy_is_never_picked_up_half_written(
     (reference / "cup.png").write_bytes(png)
     assert _once(inbox, server).returncode == 0
 
-    watcher(inbox, server)
+    # Pieces come every 0.15 s; a stall of the writer up to 2.5 s (5 x settle) is tolerated.
+    watcher(inbox, server, "--rescan", "600", "--settle", "0.5")
     with open(slow / "cup.png", "wb") as fh:
         for start in range(0, len(png), len(png) // 8 + 1):
             fh.write(png[start : start + len(png) // 8 + 1])
@@ -302,14 +303,18 @@ def test_a_burst_of_50_files(
     watcher: Callable[..., subprocess.Popen[str]],
 ) -> None:
     inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
-    folder = _recipe(inbox, "watercolor", WATERCOLOR)
-    watcher(inbox, server, "--concurrency", "3")
+    folder = inbox / "watercolor"
+    folder.mkdir(parents=True)
+    # No rescan during the test: only filesystem events can find the files.
+    watcher(inbox, server, "--concurrency", "3", "--rescan", "600")
     _wait_until(
         lambda: (tmp_path / "watch-0.log").read_text().count("watching") == 1, "the watcher"
     )
     tile = _small(coffee, 48)
     stems = [f"img{i:02d}" for i in range(50)]
     for i, stem in enumerate(stems):
+        if i == 10:  # the first ten arrive before their recipe does
+            (folder / "recipe.toml").write_text(WATERCOLOR)
         _save(np.roll(tile, i, axis=1), folder / f"{stem}.png")
     _wait_until(lambda: len(_names(folder / "done")) == 50, "all 50 inputs in done/")
     _wait_until(lambda: _names(folder / ".brushlink") == [], "the journal to empty")
