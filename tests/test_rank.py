@@ -7,10 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from brushlink.plugin.errors import InvalidField, Unsupported
 from brushlink.plugin.protocol import JobSpec
@@ -18,13 +16,12 @@ from brushlink.server.clip_ranker import ClipRanker, find_clips
 from brushlink.server.engines.base import EngineJob, JobContext
 from brushlink.server.engines.diffusers_engine import DiffusersEngine
 from brushlink.server.engines.rank import BUILTIN_NAME, RankEngine, _builtin_loader, rank_scores
-from brushlink.server.sd.tiny import build_tiny_pipeline, save_single_file
-
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
+from brushlink.server.sd.tiny import (
+    TINY_CLIP,
+    build_tiny_pipeline,
+    save_single_file,
+    save_tiny_clip,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -35,21 +32,10 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def save_clip(folder: Path, name: str, seed: int = 0) -> None:
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**TINY_CLIP)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
-        str(folder / f"{name}.safetensors"),
-    )
-    (folder / f"{name}.json").write_text(json.dumps(TINY_CLIP))
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    save_clip(root / "clip", "tiny-clip")
+    save_tiny_clip(root / "clip", "tiny-clip")
     return root
 
 
@@ -96,7 +82,7 @@ def test_transparent_pixels_are_judged_as_grey(models: Path, photos) -> None:
 
 
 def test_a_clip_config_may_name_an_open_clip_architecture(tmp_path: Path) -> None:
-    save_clip(tmp_path, "named")
+    save_tiny_clip(tmp_path, "named")
     (tmp_path / "named.json").write_text(json.dumps({"model": "no-such-architecture"}))
     with pytest.raises(Unsupported, match="open_clip does not know"):
         ClipRanker(find_clips([tmp_path])[0])

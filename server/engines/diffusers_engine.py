@@ -284,7 +284,7 @@ class DiffusersEngine(Engine):
                 )
             return list(out.images)
 
-        ctx.progress(0, steps)
+        ctx.check_cancelled()
         return run_with_oom_retry(pipe, call)
 
     @contextmanager

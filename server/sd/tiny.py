@@ -12,6 +12,7 @@ use, by inverting diffusers' own single-file conversion; its config files go int
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -245,3 +246,26 @@ def save_single_file(pipe: StableDiffusionPipeline, path: Path) -> Path:
     pipe.vae.save_config(side / "vae")
     pipe.text_encoder.config.save_pretrained(side / "text_encoder")
     return path
+
+
+# --------------------------------------------------------------------------- CLIP
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def save_tiny_clip(folder: Path, name: str, seed: int = 0) -> Path:
+    """A random-weight open_clip model as ``<name>.safetensors`` + ``<name>.json`` (its config),
+    the layout ``models/clip/`` expects."""
+    import open_clip
+
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CLIP)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    (folder / f"{name}.json").write_text(json.dumps(TINY_CLIP))
+    return weights
