@@ -163,6 +163,12 @@ def test_extension_registers_from_its_own_wheels(blender: Blender, server) -> No
     assert "/extensions/" in facts["plugin_from"]
     assert "/extensions/" in facts["websockets_from"]
     assert facts["token_found"]  # read from BRUSHLINK_HOME, no setting typed
+    assert facts["disabled_cleanly"]
+    # Checks that need no server: reported at once, in words.
+    assert facts["cancel_without_job"] == {"returned": ["CANCELLED"]}
+    for case in ("fill_without_object", "fill_on_camera"):
+        assert facts[case]["returned"] == ["RAISED"]
+        assert "Select an object that can have a material" in facts[case]["report"]
 
 
 # ----------------------------------------------------------------------------- texture fill

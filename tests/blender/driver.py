@@ -198,7 +198,19 @@ def scenario_settings(args: dict, out: Path) -> dict:
     module = sys.modules[package]
     from bl_ext.user_default.brushlink import preferences  # type: ignore[import-not-found]
 
+    cancel: dict = {}
+    run_operator(bpy.ops.brushlink.cancel, cancel)  # no job running
+    no_object: dict = {}
+    bpy.context.view_layer.objects.active = None
+    bpy.context.scene.brushlink.prompt = "mossy stone wall"
+    run_operator(bpy.ops.brushlink.texture_fill, no_object)
+    camera: dict = {}
+    bpy.context.view_layer.objects.active = bpy.data.objects["Camera"]
+    run_operator(bpy.ops.brushlink.texture_fill, camera)
     return {
+        "cancel_without_job": cancel,
+        "fill_without_object": no_object,
+        "fill_on_camera": camera,
         "operators": sorted(n for n in dir(bpy.ops.brushlink) if not n.startswith("_")),
         "panels": sorted(
             c
