@@ -1,7 +1,7 @@
 """Time the weight-free engines on large photos: every style at 2048 x 2048, and the fill of
 discs of growing size on a 2048 x 1365 photo with each method.
 
-    python benchmarks/weight_free.py
+    brushlink bench weight-free
 
 Prints wall and CPU seconds per case and the load average, since wall time on a shared machine
 says as much about the neighbours as about the engine.
@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
-from skimage import data
 
 from brushlink.plugin.protocol import JobSpec
-from brushlink.server.engines.base import EngineJob, EngineResult, JobContext
-from brushlink.server.engines.fill import METHODS, FillEngine
-from brushlink.server.engines.filters import STYLES, FiltersEngine
+
+from ..engines.base import EngineJob, EngineResult, JobContext
+from ..engines.fill import METHODS, FillEngine
+from ..engines.filters import STYLES, FiltersEngine
 
 
 def rgba(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -38,7 +38,12 @@ def timed(run: Callable[[], EngineResult], repeat: int) -> tuple[float, float, E
     return best[0], best[1], result
 
 
-def main() -> None:
+def main() -> int:
+    try:
+        from skimage import data  # the test photos; a development dependency
+    except ImportError:
+        print("This benchmark uses scikit-image's sample photos: pip install 'brushlink[dev]'.")
+        return 2
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     filters = FiltersEngine()
     model = filters.models()[0]
@@ -72,7 +77,8 @@ def main() -> None:
                 f"{cpu:6.2f} s CPU  work scale {scale:.2f}"
             )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

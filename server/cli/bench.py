@@ -7,6 +7,7 @@ import importlib
 
 BENCHES = {
     "transport": "brushlink.server.benchmarks.transport",
+    "weight-free": "brushlink.server.benchmarks.weight_free",
 }
 
 
