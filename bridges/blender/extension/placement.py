@@ -54,6 +54,8 @@ class TextureFill(Placement):
         self.width, self.height = width, height
         self.derived = derived
         self.image: bpy.types.Image | None = None
+        self.made: list[bpy.types.ID] = []  # datablocks this job created, for discard
+        self.slots_before: int | None = None
 
     def _image(self) -> bpy.types.Image:
         if self.image is None:
@@ -73,7 +75,10 @@ class TextureFill(Placement):
         image = self._image()
         images.write_rgba(image, rgba)
         images.pack(image)
-        material, _ = materials.target_material(obj, f"brushlink {self.prompt}".strip())
+        self.slots_before = len(obj.material_slots)
+        material, created = materials.target_material(obj, f"brushlink {self.prompt}".strip())
+        if created:
+            self.made.append(material)
         materials.wire_base_color(obj, material, image)
         if self.derived:
             normal_rgba, rough = materials.derive_maps(rgba)
@@ -82,12 +87,24 @@ class TextureFill(Placement):
             images.write_rgba(normal, normal_rgba)
             images.write_rgba(roughness, np.repeat(rough[..., None], 4, axis=2).clip(0, 1))
             for extra in (normal, roughness):
+                self.made.append(extra)
                 images.pack(extra)
             materials.wire_derived(obj, material, normal, roughness)
         seed_text = f", seed {seed}" if seed is not None else ""
         return f"“{image.name}” ({width}×{height}{seed_text}) on material “{material.name}”."
 
     def discard(self) -> None:
+        """Remove what this job made (also after a failure half-way through placing)."""
+        for block in reversed(self.made):
+            collection = (
+                bpy.data.materials if isinstance(block, bpy.types.Material) else bpy.data.images
+            )
+            collection.remove(block)
+        self.made.clear()
+        obj = bpy.data.objects.get(self.object_name)
+        if obj is not None and self.slots_before is not None:
+            while len(obj.material_slots) > self.slots_before:
+                obj.data.materials.pop()
         if self.image is not None:
             bpy.data.images.remove(self.image)
             self.image = None
