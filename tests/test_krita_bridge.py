@@ -185,18 +185,33 @@ def test_style_sketch_of_the_whole_canvas_is_grayscale(report: dict) -> None:
 
 
 def test_candidates_form_a_group_to_pick_from(report: dict) -> None:
-    entry = _ok(report, "style_candidates_group")
+    entry = _ok(report, "generate_candidates_group")
     assert entry["type"] == "grouplayer"
-    assert entry["name"] == "[brushlink] watercolor"
+    assert entry["name"] == "[brushlink] red brick wall texture"
     assert len(entry["children"]) == 3
+    # seeds 7, 8, 9 drawn, ranked by CLIP: the names carry them, best first
+    seeds = sorted(int(n.rsplit("(", 1)[1].rstrip(")")) for n in entry["children"])
+    assert seeds == [7, 8, 9]
     assert entry["visible"] == [True, False, False]
-    assert all(b == entry["child_bounds"][0] for b in entry["child_bounds"])
+    assert entry["child_bounds"] == [[40, 40, 200, 160]] * 3  # at the selection, no margin
+    blue, green, red = entry["best_mean_bgr"]
+    assert red > green + 20 and red > blue + 20  # a red prompt gives red pixels
     assert entry["diff"]["outside"] == 0
     assert entry["applied_name"] == entry["children"][0]
     assert entry["applied_name"] in entry["after_apply"]
-    assert "[brushlink] watercolor" not in entry["after_apply"]
+    assert entry["name"] not in entry["after_apply"]
     assert entry["applied_name"] not in entry["after_discard"]
     assert entry["pixels_restored"]
+
+
+def test_style_takes_the_colours_of_a_reference_layer(report: dict) -> None:
+    entry = _ok(report, "style_from_a_reference_layer")
+    assert entry["bounds"] == [64, 64, 256, 192]
+    assert entry["diff"]["outside"] == 0
+    assert entry["diff"]["inside"] > 0.9 * entry["diff"]["inside_total"]
+    blue, green, red = entry["after_mean_bgr"]
+    assert blue > red + 30  # the coffee's browns turned to the palette's blues
+    assert entry["before_mean_bgr"][2] > entry["before_mean_bgr"][0]
 
 
 def test_excluded_layers_are_hidden_from_the_server(report: dict) -> None:

@@ -304,23 +304,25 @@ def style_sketch_canvas():
 
 
 @scenario
-def style_candidates_group():
+def generate_candidates_group():
     import brushlink_krita
 
     doc = open_photo("coffee")
     mask = rect_selection(doc, 40, 40, 200, 160)
     before = pixels(doc)
-    group = brushlink_krita.style(
-        style="watercolor", document=doc, candidates=3, url=URL, timeout=300
+    group = brushlink_krita.generate(
+        "red brick wall texture", doc, candidates=3, seed=7, url=URL, timeout=600
     )
     after = pixels(doc)
     children = list(reversed(group.childNodes()))
+    best = bytes(children[0].pixelData(40, 40, 200, 160))
     info = {
         "type": group.type(),
         "name": group.name(),
         "children": [c.name() for c in children],
         "visible": [c.visible() for c in children],
         "child_bounds": [rect(c) for c in children],
+        "best_mean_bgr": mean_bgr(best, 200, (0, 0, 200, 160), lambda x, y: True),
         "diff": compare(before, after, mask),
     }
     kept = brushlink_krita.apply(group)
@@ -330,6 +332,32 @@ def style_candidates_group():
     info["after_discard"] = names(doc)
     info["pixels_restored"] = pixels(doc) == before
     return info
+
+
+@scenario
+def style_from_a_reference_layer():
+    import brushlink_krita
+
+    doc = open_photo("coffee")
+    palette = doc.createNode("Palette", "paintlayer")
+    doc.rootNode().addChildNode(palette, None)
+    ramp = b"".join(bytes([120 + y, 40 + y // 4, 20, 255]) * 128 for y in range(128))
+    palette.setPixelData(ramp, 0, 0, 128, 128)  # shades of blue, top-left corner
+    palette.setVisible(False)
+    mask = rect_selection(doc, 64, 64, 256, 192)
+    before = pixels(doc)
+    layer = brushlink_krita.style(
+        document=doc, model="filters", reference="Palette", url=URL, timeout=300
+    )
+    after = pixels(doc)
+    w = doc.width()
+    return {
+        "name": layer.name(),
+        "bounds": rect(layer),
+        "diff": compare(before, after, mask),
+        "before_mean_bgr": mean_bgr(before, w, (64, 64, 256, 192), lambda x, y: True),
+        "after_mean_bgr": mean_bgr(after, w, (64, 64, 256, 192), lambda x, y: True),
+    }
 
 
 @scenario
@@ -463,7 +491,8 @@ def __main__(args):
         soft_ellipse_inpaint,
         sixteen_bit_document,
         style_sketch_canvas,
-        style_candidates_group,
+        style_from_a_reference_layer,
+        generate_candidates_group,
         excluded_layers_are_not_sent,
         errors_leave_the_document_alone,
         docker_round_trip,

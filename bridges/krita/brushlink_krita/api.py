@@ -48,9 +48,7 @@ def start(
     once the layers exist (or with the error). Problems found before submitting raise."""
     document = document or Krita.instance().activeDocument()
     job, placement = build_request(document, options)
-    above = document.activeNode() if document.activeNode() is not None else None
-    if above is not None and above.parentNode() is None:
-        above = None  # the root itself: add on top
+    above = _insertion_point(document)
 
     def finished(result: protocol.Result | None, error: BaseException | None) -> None:
         if error is not None:
@@ -65,6 +63,19 @@ def start(
         on_done(node, None)
 
     return RemoteJob(connection(url, token), job, finished, on_event).start()
+
+
+def _insertion_point(document):
+    """The node new layers go above: the active layer (a mask's layer, not the mask)."""
+    node = document.activeNode()
+    while node is not None and node.type().endswith("mask"):
+        parent = node.parentNode()
+        if parent is None or parent.parentNode() is None:
+            return None  # a global selection mask: add on top of the image
+        node = parent
+    if node is None or node.parentNode() is None:
+        return None  # no active layer, or the root itself: add on top
+    return node
 
 
 def run(options: JobOptions, document=None, *, timeout: float | None = None, **where: Any):
@@ -89,11 +100,17 @@ def run(options: JobOptions, document=None, *, timeout: float | None = None, **w
         loop.exec_()
     if timer is not None:
         timer.stop()
-    if outcome["error"] is not None:
-        if isinstance(outcome["error"], errors.JobWasCancelled) and timer is not None:
-            raise errors.ServerUnavailable(f"The job did not finish within {timeout:g} s.")
-        raise outcome["error"]
-    return outcome["node"]
+    node, error = outcome.pop("node"), outcome.pop("error")
+    if error is None:
+        return node
+    if isinstance(error, errors.JobWasCancelled) and timer is not None:
+        error = errors.ServerUnavailable(f"The job did not finish within {timeout:g} s.")
+    try:
+        raise error
+    finally:
+        # The traceback holds this frame: without this, error -> frame -> error is a cycle
+        # that keeps the document alive until Krita has gone (and crashes it on exit).
+        del error, node, document
 
 
 def _blocking(mode: str, prompt: str, document, options: dict[str, Any]):

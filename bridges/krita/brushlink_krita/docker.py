@@ -29,7 +29,7 @@ from PyQt5.QtWidgets import (
 )
 
 from . import api
-from .core import protocol
+from .core import errors, protocol
 from .options import MODES, JobOptions
 from .runner import Background, as_brushlink_error
 from .settings import Settings, load_from_document
@@ -312,6 +312,9 @@ class BrushlinkDocker(DockWidget):
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if error is None else 0)
+        if isinstance(error, errors.JobWasCancelled):
+            self.status.setText("Cancelled")
+            return
         if error is not None:
             self.status.setText(f"Failed: {error.message}")
             return

@@ -173,9 +173,13 @@ class RemoteJob:
 
 
 def as_brushlink_error(exc: BaseException) -> errors.BrushlinkError:
-    """Every failure the artist sees is a BrushlinkError with a readable sentence."""
+    """Every failure the artist sees is a BrushlinkError with a readable sentence.
+
+    Always a fresh exception: the original may still be held by the client's thread, and
+    once raised here its traceback would keep Krita documents alive past Krita's exit.
+    """
     if isinstance(exc, errors.BrushlinkError):
-        return exc
+        return errors.BrushlinkError.from_wire(exc.to_wire())
     if isinstance(exc, ImportError):
         return errors.InternalError(
             f"The plugin could not load part of itself ({exc}); reinstall the brushlink bundle."

@@ -77,7 +77,9 @@ def build_request(document, options: JobOptions) -> tuple[request.JobRequest, Pl
         options.strength is not None and options.strength < 1.0
     )
     if needs_image:
-        job.image = bgra_to_png(read_visible(document, box, options.exclude), box.width, box.height)
+        # The reference layer is a source of style, not part of the picture.
+        hidden = [*options.exclude, *([options.reference] if options.reference else [])]
+        job.image = bgra_to_png(read_visible(document, box, hidden), box.width, box.height)
     if options.reference:
         job.reference = layer_png(document, options.reference)
 
