@@ -210,7 +210,7 @@ def test_texture_fill_wires_a_seamless_packed_texture(blender: Blender, server) 
     assert facts["nodes"]["brushlink texture"]["image"] == name
     assert image["size"] == [192, 128]
     assert image["packed"]
-    pixels = np.load(out / "image1.npy").astype(np.int16)
+    pixels = np.load(out / "texture.npy").astype(np.int16)
     assert pixels[..., :3].std() > 5  # a picture, not a flat colour
     # Seamless: the step across each wrapped edge is like a step between neighbours inside.
     inner_x = np.abs(np.diff(pixels[:, :, :3], axis=1)).mean()
@@ -222,12 +222,12 @@ def test_texture_fill_wires_a_seamless_packed_texture(blender: Blender, server) 
     # Saved with the .blend: a fresh Blender opens it with the texture still packed.
     reopened, out2 = blender.run("reopen", blend=facts["blend"])
     assert reopened["images"][name]["packed"]
-    assert np.array_equal(np.load(out2 / "reopened.npy"), np.load(out / "image1.npy"))
+    assert np.array_equal(np.load(out2 / "reopened.npy"), np.load(out / "texture.npy"))
 
 
 def test_texture_fill_derived_maps_are_wired(blender: Blender, server) -> None:
     assert generate_models(server), "the server lists no model that can generate"
-    facts, _ = blender.run("texture_fill", url=server.url, width=128, height=128, derived=1)
+    facts, out = blender.run("texture_fill", url=server.url, width=128, height=128, derived=1)
     assert facts["returned"] == ["FINISHED"], facts.get("report")
     assert facts["material"] == "Material"  # the cube's own material, reused
     links = facts["links"]
@@ -238,6 +238,15 @@ def test_texture_fill_derived_maps_are_wired(blender: Blender, server) -> None:
     extra = [i for n, i in facts["images"].items() if n.endswith(("normal", "roughness"))]
     assert len(extra) == 2
     assert all(i["packed"] and i["colorspace"] == "Non-Color" for i in extra)
+    normal = np.load(out / "normal.npy").astype(float) / 255 * 2 - 1
+    assert (normal[..., 2] > 0).all()  # every normal points out of the surface
+    lengths = np.linalg.norm(normal[..., :3], axis=2)
+    assert np.abs(lengths - 1).max() < 0.05
+    rough = np.load(out / "roughness.npy")[..., 0].astype(float) / 255
+    assert rough.min() >= 0.35 and rough.max() <= 0.95
+    texture = np.load(out / "texture.npy")[..., :3].astype(float).mean(axis=2)
+    # Roughness follows the texture's darkness: darker pixels are rougher.
+    assert np.corrcoef(texture.ravel(), rough.ravel())[0, 1] < -0.8
 
 
 # ----------------------------------------------------------------------------- inpaint

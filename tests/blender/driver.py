@@ -124,7 +124,8 @@ def scenario_texture_fill(args: dict, out: Path) -> dict:
     for image in bpy.data.images:
         if image.name.startswith("Texture:"):
             facts["images"][image.name] = image_facts(image)
-            save_png(image, out / f"image{len(facts['images'])}")
+            kind = image.name.rsplit(" ", 1)[-1]
+            save_png(image, out / (kind if kind in ("normal", "roughness") else "texture"))
     if args.get("save") and facts["returned"] == ["FINISHED"]:
         blend = out / "scene.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))
