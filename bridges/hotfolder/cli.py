@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         if folder.stop_event.is_set():
             os._exit(130)  # asked twice: quit now; the journal makes that safe
         _log(f"stopping ({signal.Signals(signum).name}); once more to quit at once")
-        folder.stop_event.set()  # jobs in flight get a grace period, then the runner stops
+        folder.stop()  # jobs in flight get a grace period, then the runner stops
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, stop)

@@ -79,6 +79,7 @@ class HotFolder:
         self.rescan_s = rescan_s
         self.log = log
         self.stop_event = threading.Event()
+        self._wake = threading.Event()  # a worker finished: dispatch the next file now
         self._found: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._todo: queue.Queue[Path | None] = queue.Queue()
         self._results: queue.SimpleQueue[tuple[Path, Outcome | BaseException | None]] = (
@@ -201,6 +202,7 @@ class HotFolder:
             except BaseException as exc:  # the loop logs it; a worker never dies
                 result = exc
             self._results.put((path, result))
+            self._wake.set()
 
     def _collect(self, summary: Summary) -> None:
         while True:
@@ -216,7 +218,7 @@ class HotFolder:
                 self.log(f"stopped  {name}: it stays in the inbox and is done on the next start")
             elif isinstance(result, ServerGone):
                 summary.server_gone = str(result)
-                self.stop_event.set()
+                self.stop()
             elif isinstance(result, BaseException):
                 summary.errors += 1
                 self.log(f"error    {name}: {result!r}; it stays in the inbox and is tried again")
@@ -255,11 +257,12 @@ class HotFolder:
                 if time.monotonic() >= next_scan:
                     self.scan()
                     next_scan = time.monotonic() + self.rescan_s
+                self._collect(summary)  # first, so a finished worker's slot is free
                 self._dispatch_ready()
-                self._collect(summary)
                 if once and not self._candidates and not self._in_flight:
                     break
-                self.stop_event.wait(0.1)
+                self._wake.wait(0.1)
+                self._wake.clear()
         finally:
             # watchdog's inotify thread may log a harmless error when stopped mid-read.
             logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
@@ -282,6 +285,10 @@ class HotFolder:
             except queue.Empty:
                 return
             self._consider(path)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._wake.set()
 
     def _finish_in_flight(self, summary: Summary, grace_s: float = 10.0) -> None:
         """On stop, give running jobs a moment; what is left is safe in the journal."""
