@@ -188,6 +188,20 @@ def test_free_name_and_move_never_overwrite(tmp_path: Path) -> None:
     assert (done / "a.png").read_bytes() == b"old" and (done / "a~3.png").read_bytes() == b"new"
 
 
+def test_move_refuses_to_overwrite_and_finishes_an_interrupted_move(tmp_path: Path) -> None:
+    (tmp_path / "done").mkdir()
+    other, src = tmp_path / "done" / "a.png", tmp_path / "a.png"
+    other.write_bytes(b"an earlier file")
+    src.write_bytes(b"this file")
+    with pytest.raises(FileExistsError):
+        move_durably(src, other)
+    assert other.read_bytes() == b"an earlier file" and src.read_bytes() == b"this file"
+    # A crash between the link and the unlink leaves the same file under both names.
+    os.link(src, tmp_path / "done" / "b.png")
+    move_durably(src, tmp_path / "done" / "b.png")
+    assert not src.exists() and (tmp_path / "done" / "b.png").read_bytes() == b"this file"
+
+
 def test_journal_round_trip_and_staleness(tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     path.write_bytes(b"12345")

@@ -229,28 +229,38 @@ def test_bad_inputs_fail_with_a_note_in_plain_words(
     folder = _recipe(inbox, "watercolor", WATERCOLOR)
     (folder / "cut.png").write_bytes(_png_bytes(_small(coffee, 120))[:2000])
     (folder / "notes.png").write_text("this is a shopping list, not a picture")
+    (folder / "notes.jpg").write_text("and this is another one")  # same stem, same moment
+    (folder / "failed").mkdir()
+    (folder / "failed" / "cut.png").write_bytes(b"an earlier failure, kept")
     (folder / "report.pdf").write_bytes(b"%PDF-1.4\n")
     (folder / "huge.png").write_bytes(_huge_png(40000, 40000))
     broken = _recipe(inbox, "typo", 'kind = "style"\nstrenght = 0.5\n')
     _save(_small(coffee, 32), broken / "a.png")
-    prompts = _recipe(inbox, "textures", 'kind = "generate"\nsize = "64x64"\n')
+    # The server refuses: fill cannot generate (stays true when generating models are installed).
+    prompts = _recipe(inbox, "textures", 'kind = "generate"\nmodel = "fill"\nsize = "64x64"\n')
     (prompts / "bricks.txt").write_text("red bricks\nmossy stone\n")
 
     done = _once(inbox, server)
     assert done.returncode == 1, done.stdout + done.stderr  # something failed
-    assert "0 done, 6 failed" in done.stdout
+    assert "0 done, 7 failed" in done.stdout
 
     def note(recipe: Path, stem: str) -> str:
         return (recipe / "failed" / f"{stem}.error.txt").read_text()
 
-    assert "truncated or damaged" in note(folder, "cut")
-    assert "not an image" in note(folder, "notes")
+    # Names already taken in failed/ get a suffix; nothing is overwritten.
+    assert (folder / "failed" / "cut.png").read_bytes() == b"an earlier failure, kept"
+    assert "truncated or damaged" in note(folder, "cut~2")
+    notes = sorted([note(folder, "notes"), note(folder, "notes~2")])
+    assert "notes.jpg" in notes[0] and "notes.png" in notes[1]
+    assert all("not an image" in text for text in notes)
+    inputs = sorted(p.name for p in (folder / "failed").glob("notes*") if "error" not in p.name)
+    assert len(inputs) == 2 and {n.split(".")[0] for n in inputs} == {"notes", "notes~2"}
     assert "not an image" in note(folder, "report")
     assert "too large" in note(folder, "huge") and "too_many_pixels" in note(folder, "huge")
     assert "unknown field `strenght`" in note(broken, "a")
-    assert "unsupported" in note(prompts, "bricks")  # no model here can generate yet
+    assert "unsupported" in note(prompts, "bricks") and "fill" in note(prompts, "bricks")
     for recipe, name in [
-        (folder, "cut.png"),
+        (folder, "cut~2.png"),
         (folder, "huge.png"),
         (broken, "a.png"),
         (prompts, "bricks.txt"),

@@ -48,9 +48,26 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def move_durably(src: Path, dest: Path) -> None:
-    """Rename ``src`` to ``dest`` (same file system: inbox/x -> inbox/done/x) and fsync both."""
+    """Move ``src`` to ``dest`` (same file system: inbox/x -> inbox/done/x), never over another
+    file, and fsync both folders.
+
+    A hard link then an unlink refuses an existing ``dest`` atomically (a plain rename would
+    replace it on POSIX). If a crash came between the two, ``dest`` is already this very file
+    and only the unlink is left to do.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dest)
+    try:
+        os.link(src, dest)
+    except FileExistsError:
+        if not os.path.samefile(src, dest):
+            raise
+        os.unlink(src)
+    except OSError:  # a file system without hard links (FAT, some shares): check, then rename
+        if dest.exists():
+            raise FileExistsError(f"{dest} already exists") from None
+        os.rename(src, dest)
+    else:
+        os.unlink(src)
     fsync_dir(dest.parent)
     if src.parent != dest.parent:
         fsync_dir(src.parent)

@@ -84,6 +84,24 @@ class Reservations:
             self._taken.add(outdir / name)
             return name
 
+    def reserve_dest(self, dest_dir: Path, stem: str, suffixes: list[str], journal: Journal) -> str:
+        """A free name in done/ or failed/, also free of names other inputs chose but have not
+        used yet (``a.png`` and ``a.jpg`` both failing would share ``a.error.txt``)."""
+        with self._lock:
+            chosen = {
+                e.dest.rsplit(".", 1)[0] if "." in e.dest else e.dest
+                for e in journal.entries()
+                if e.dest
+            }
+            name = free_name(
+                dest_dir,
+                stem,
+                suffixes,
+                taken=lambda n: n in chosen or (dest_dir / n) in self._taken,
+            )
+            self._taken.add(dest_dir / name)
+            return name
+
     def hold(self, outdir: Path, name: str) -> None:
         with self._lock:
             self._taken.add(outdir / name)
@@ -255,8 +273,10 @@ class Processor:
         stem = _stem(path)
         if entry.dest is None:
             suffixes = [path.suffix, *SIDECAR_SUFFIXES, ".error.txt"]
-            entry.dest = free_name(dest_dir, stem, suffixes) + path.suffix
+            dest_stem = self.reservations.reserve_dest(dest_dir, stem, suffixes, journal)
+            entry.dest = dest_stem + path.suffix
             journal.save(entry)
+            self.reservations.release(dest_dir, dest_stem)  # the journal holds it from here
         dest_stem = entry.dest[: -len(path.suffix)] if path.suffix else entry.dest
         if failed:
             note = (entry.error or "The input failed.") + "\n"
