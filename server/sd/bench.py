@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-RUNS = 7
+RUNS = 15
 CPU_THREADS = 1  # a CPU shared with other work times more steadily on one thread
 
 
