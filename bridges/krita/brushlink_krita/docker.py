@@ -172,10 +172,11 @@ class BrushlinkDocker(DockWidget):
 
     def reconnect(self) -> None:
         self.status.setText("Connecting…")
-        where = self._where()
+        # Resolve the connection here: Krita's settings may only be read on the main thread.
+        connection = api.connection(**self._where())
 
         def work(_emit):
-            return api.connection(**where).ensure_connected()
+            return connection.ensure_connected()
 
         self._connecting = Background(work, self._connected).start()
 
