@@ -26,7 +26,7 @@ __all__ = [
 
 
 def shutdown() -> None:
-    """Close the connections to servers (Krita calls this when it quits)."""
+    """Close the connections to servers (connected to Krita's applicationClosing)."""
     Connection.close_all()
 
 
@@ -37,6 +37,7 @@ def _register() -> None:
     from .extension import BrushlinkExtension
 
     app = Krita.instance()
+    app.notifier().applicationClosing.connect(shutdown)
     app.addExtension(BrushlinkExtension(app))
     app.addDockWidgetFactory(
         DockWidgetFactory("brushlink_docker", DockWidgetFactoryBase.DockRight, BrushlinkDocker)
