@@ -63,7 +63,7 @@ class Runner:
         with self._lock:
             if self._client is not None:
                 return self._client
-            self._client = self._wait_for(self._open, "connect")
+            self._client = self._wait_for(self._open, "for the server")
             return self._client
 
     def _open(self) -> BlockingClient:

@@ -186,7 +186,9 @@ class HotFolder:
                 return
             if self._ready(path, now):
                 del self._candidates[path]
-                self.settler.forget(path)
+                stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+                for name in (path.name, stem + ".mask.png", stem + ".json"):
+                    self.settler.forget(path.with_name(name))
                 self._in_flight.add(path)
                 self._todo.put(path)
 
