@@ -260,3 +260,19 @@ def test_missing_model_file_is_unknown(engine: DiffusersEngine, tmp_path: Path) 
 
     with pytest.raises(UnknownModel):
         engine.folders.resolve("not-there")
+
+
+def test_style_reference_steers_through_ip_adapter_when_installed(tmp_path: Path) -> None:
+    from brushlink.server.sd.tiny import save_tiny_ip_adapter
+
+    pipe = build_tiny_pipeline(seed=1)
+    save_single_file(pipe, tmp_path / "checkpoints" / "tiny.safetensors")
+    save_tiny_ip_adapter(pipe, tmp_path / "ipadapter", "ip-adapter_sd15.safetensors")
+    engine = DiffusersEngine([tmp_path], device="cpu")
+    image, reference = photo(64, 64), photo(64, 64)[::-1].copy()
+    spec = JobSpec(kind="style", prompt="oil painting", steps=3)
+    plain = run(engine, spec, image=image).images[0].image
+    steered = run(engine, spec, image=image, reference=reference).images[0].image
+    assert np.abs(plain.astype(int) - steered.astype(int)).mean() > 1
+    # the adapter is removed after the job: the shared UNet is back to plain
+    assert np.array_equal(run(engine, spec, image=image).images[0].image, plain)

@@ -269,3 +269,40 @@ def save_tiny_clip(folder: Path, name: str, seed: int = 0) -> Path:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     (folder / f"{name}.json").write_text(json.dumps(TINY_CLIP))
     return weights
+
+
+# --------------------------------------------------------------------------- IP-Adapter
+
+
+def save_tiny_ip_adapter(pipe: StableDiffusionPipeline, folder: Path, weight_name: str) -> Path:
+    """Random IP-Adapter weights shaped for ``pipe``'s UNet, in the layout diffusers'
+    ``load_ip_adapter`` reads (``image_proj.*`` + ``ip_adapter.<n>.to_k_ip/to_v_ip``), plus a
+    small CLIP vision encoder in ``folder/image_encoder``."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    embed = 32
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                         num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=embed)
+    )  # fmt: skip
+    encoder.save_pretrained(folder / "image_encoder", safe_serialization=True)
+    cross = pipe.unet.config.cross_attention_dim
+    state = {
+        "image_proj.proj.weight": torch.randn(4 * cross, embed) * 0.05,
+        "image_proj.proj.bias": torch.zeros(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    key_id = 1  # diffusers numbers the cross-attention layers 1, 3, 5, ...
+    for name in pipe.unet.attn_processors:
+        if not name.endswith("attn2.processor"):
+            continue
+        attention = pipe.unet.get_submodule(name.removesuffix(".processor"))
+        hidden = attention.to_k.weight.shape[0]
+        state[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.2
+        state[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.2
+        key_id += 2
+    path = folder / weight_name
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
