@@ -329,6 +329,8 @@ def test_a_burst_of_50_files(
     _wait_until(lambda: len(_names(folder / "done")) == 50, "all 50 inputs in done/")
     _wait_until(lambda: _names(folder / ".brushlink") == [], "the journal to empty")
     _assert_exactly_once(inbox, outbox, "watercolor", stems)
+    second = _once(inbox, server)  # one watcher per inbox
+    assert second.returncode == 2 and "already watching" in second.stderr
 
 
 def test_kill_9_in_the_middle_of_a_burst_then_restart(
