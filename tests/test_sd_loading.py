@@ -254,3 +254,29 @@ def test_a_broken_file_fails_with_a_clear_error(tmp_path: Path) -> None:
         loading.detect_single_file(folder / "broken.safetensors")
     with pytest.raises((Unsupported, EngineError)):
         loading.load_pipeline(folder / "broken.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("spread", "in_channels", "v_prediction", "native"),
+    [(0.3, 4, True, 768), (0.01, 4, False, 512), (0.3, 9, False, 512)],
+)
+def test_sd2_v_and_noise_prediction_models_are_told_apart(
+    tmp_path: Path, spread: float, in_channels: int, v_prediction: bool, native: int
+) -> None:
+    """SD 2.x 768-v and 512-base share every shape; the spread of one norm bias tells them apart."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path / "sd2.safetensors"
+    save_file(
+        {
+            "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, in_channels, 3, 3),
+            "cond_stage_model.model.token_embedding.weight": torch.zeros(8, 4),
+            "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias": (
+                torch.randn(320) * spread
+            ).half(),
+        },
+        str(path),
+    )
+    found = loading.detect_single_file(path)
+    assert (found.family, found.v_prediction, found.native_size) == ("sd2", v_prediction, native)

@@ -43,6 +43,7 @@ class Detected:
     family: str  # sd1 | sd2 | sdxl
     inpaint: bool  # 9-channel UNet (dedicated inpainting checkpoint)
     native_size: int
+    v_prediction: bool = False  # SD 2.x 768-v; SD 2.x base and inpainting predict noise
 
 
 def refuse_pickle(path: Path) -> None:
@@ -98,14 +99,46 @@ def detect_single_file(path: Path) -> Detected:
             f"`{path.name}` is not an SD 1.x, SD 2.x or SDXL checkpoint (no text encoder found).",
             field="model",
         )
-    return Detected(family, in_shape[1] == 9, _native_size(path, family))
+    inpaint = in_shape[1] == 9
+    v_prediction = family == "sd2" and not inpaint and _sd2_predicts_v(path, header)
+    sample_size = _sd2_sample_size(path, v_prediction) if family == "sd2" else None
+    return Detected(family, inpaint, _native_size(path, family, sample_size), v_prediction)
 
 
-def _native_size(path: Path, family: str) -> int:
+# SD 2.x ships as 768 px v-prediction and 512 px noise-prediction models with the same shapes.
+# The v models' last attention block has much larger norm biases; ComfyUI tells them apart the
+# same way (standard deviation above 0.09).
+_SD2_PROBE = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
+_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}
+
+
+def _sd2_predicts_v(path: Path, header: dict[str, Any]) -> bool:
+    import numpy as np
+
+    entry = header.get(_SD2_PROBE)
+    if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
+        return True  # the shipped SD 2.x config is 768-v
+    start, end = entry["data_offsets"]
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        f.seek(8 + length + start)
+        values = np.frombuffer(f.read(end - start), dtype=_DTYPES[entry["dtype"]])
+    return float(values.astype(np.float64).std()) > 0.09
+
+
+def _sd2_sample_size(path: Path, v_prediction: bool) -> int | None:
+    """64 latents (512 px) for SD 2.x noise-prediction models, unless a sidecar says otherwise."""
+    if v_prediction or _config_dir(path, "sd2", "unet") != CONFIGS / "sd2":
+        return None
+    return 64
+
+
+def _native_size(path: Path, family: str, sample_size: int | None = None) -> int:
     """The training resolution: UNet sample size times the VAE's downscale factor."""
     unet_cfg = json.loads((_config_dir(path, family, "unet") / "unet" / "config.json").read_text())
     vae_cfg = json.loads((_config_dir(path, family, "vae") / "vae" / "config.json").read_text())
-    return int(unet_cfg["sample_size"]) * 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+    size = sample_size or int(unet_cfg["sample_size"])
+    return size * 2 ** (len(vae_cfg["block_out_channels"]) - 1)
 
 
 def detect_folder(folder: Path) -> Detected:
@@ -188,11 +221,14 @@ def _assemble(path: Path, found: Detected, state: dict[str, Any], dtype: Any) ->
 
     family = found.family
     common: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype}
+    unet_extra: dict[str, Any] = {"in_channels": 9 if found.inpaint else 4}
+    if family == "sd2" and (size := _sd2_sample_size(path, found.v_prediction)):
+        unet_extra["sample_size"] = size
     unet = UNet2DConditionModel.from_single_file(
         state,
         config=str(_config_dir(path, family, "unet")),
         subfolder="unet",
-        in_channels=9 if found.inpaint else 4,
+        **unet_extra,
         **common,
     )
     vae = AutoencoderKL.from_single_file(
@@ -201,6 +237,8 @@ def _assemble(path: Path, found: Detected, state: dict[str, Any], dtype: Any) ->
     text_encoder = _text_encoder(CLIPTextModel, state, path, family, "text_encoder", dtype)
     scheduler_dir = _config_dir(path, family, "scheduler")
     scheduler_cfg = json.loads((scheduler_dir / "scheduler" / "scheduler_config.json").read_text())
+    if family == "sd2" and scheduler_dir == CONFIGS / "sd2":
+        scheduler_cfg["prediction_type"] = "v_prediction" if found.v_prediction else "epsilon"
     scheduler = _scheduler_class(scheduler_cfg["_class_name"]).from_config(scheduler_cfg)
     if family == "sdxl":
         text_encoder_2 = _text_encoder(
