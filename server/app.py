@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,8 @@ from .validate import CheckedSpec, check_spec, prepare
 
 log = logging.getLogger("brushlink.server")
 
+MODEL_RESCAN_S = 10.0  # how stale the model list may get before a new connection rescans it
+
 CAPABILITIES = ["binary-frames", "progress", "previews", "cancel", "collect", "priority"]
 
 
@@ -75,8 +78,26 @@ class App:
         )
         self._pending: dict[str, PendingSubmit] = {}
         self._refused: deque[str] = deque(maxlen=1024)  # ids whose stray frames are dropped
+        self._scanned = 0.0
+        self._rescan: asyncio.Task[object] | None = None
 
     # ------------------------------------------------------------------ greeting
+
+    def rescan_models_if_stale(self) -> None:
+        """Listing models may touch the disk and import engines: never on the event loop."""
+        if time.monotonic() - self._scanned < MODEL_RESCAN_S or self._rescan is not None:
+            return
+        self._scanned = time.monotonic()
+
+        async def rescan() -> None:
+            try:
+                await asyncio.to_thread(self.registry.refresh)
+            except Exception:
+                log.exception("listing models failed; keeping the previous list")
+            finally:
+                self._rescan = None
+
+        self._rescan = asyncio.get_running_loop().create_task(rescan())
 
     def welcome(self) -> Welcome:
         limits = self.config.limits.to_wire()
@@ -212,6 +233,8 @@ class App:
         async def handler(ws: ServerConnection) -> None:
             await Connection(ws, self).serve()
 
+        await asyncio.to_thread(self.registry.refresh)  # imports and scans before "listening"
+        self._scanned = time.monotonic()
         self.scheduler.start()
         async with serve(
             handler,

@@ -21,9 +21,13 @@ def test_every_message_has_a_section_and_no_section_is_stale() -> None:
 def test_each_message_section_names_its_direction_and_fields() -> None:
     for name, cls in MESSAGES.items():
         section = DOC.split(f"### `{name}`", 1)[1].split("\n### ", 1)[0]
-        heading = "## Client → server" if cls.direction == "client->server" else "## Server → client"
+        heading = (
+            "## Client → server" if cls.direction == "client->server" else "## Server → client"
+        )
         assert DOC.index(heading) < DOC.index(f"### `{name}`")
-
+        for field in fields(cls):
+            if field.name != "image":  # a preview's PNG travels in its binary frame
+                assert f"`{field.name}`" in section, f"{name}.{field.name} is not documented"
 
 
 def test_every_error_code_is_documented_and_none_is_invented() -> None:

@@ -16,12 +16,14 @@ class EngineRegistry:
         self, engines: list[Engine] | None = None, defaults: dict[str, str] | None = None
     ) -> None:
         self._engines: dict[str, Engine] = {}
+        self._models: list[ModelInfo] | None = None
         self._defaults = dict(defaults or {})  # kind -> model name, from config
         for engine in engines or []:
             self.register(engine)
 
     def register(self, engine: Engine) -> None:
         self._engines[engine.name] = engine
+        self._models = None
 
     def engines(self) -> list[Engine]:
         return list(self._engines.values())
@@ -30,9 +32,17 @@ class EngineRegistry:
         return self._engines[name]
 
     def models(self) -> list[ModelInfo]:
+        """The models as of the last ``refresh`` (listing may scan folders: not on every call)."""
+        if self._models is None:
+            self.refresh()
+        return list(self._models or [])
+
+    def refresh(self) -> list[ModelInfo]:
+        """Ask every engine again, e.g. after checkpoints were added to a model folder."""
         found: list[ModelInfo] = []
         for engine in self._engines.values():
             found.extend(engine.models())
+        self._models = found
         return found
 
     def resolve(self, name: str | None, kind: str) -> tuple[Engine, ModelInfo]:
