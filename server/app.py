@@ -172,6 +172,7 @@ class App:
         if pending.checked is None:
             self.collect(conn, job_id)
             return
+        started = time.perf_counter()
         try:
             job = await asyncio.to_thread(
                 prepare, pending.checked, pending.frames, job_id, self.config.limits
@@ -187,6 +188,7 @@ class App:
             job=job,
             owner=conn.send,
             owner_id=conn.id,
+            decode_s=time.perf_counter() - started,
         )
         self.book.add(record)
         record.emit(Accepted(job_id, model=job.model.name, seed=job.seed))

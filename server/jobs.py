@@ -34,6 +34,7 @@ class JobRecord:
     final_frames: list[str | bytes] | None = None
     finished_at: float | None = None
     last_progress: tuple[int, int] = (0, 0)
+    decode_s: float = 0.0  # time spent checking and decoding the request's images
 
     @property
     def priority(self) -> int:

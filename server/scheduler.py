@@ -163,6 +163,7 @@ class Scheduler:
             "seed": record.job.seed,
             "device": self.device,
             "timings": {
+                "decode_s": round(record.decode_s, 4),
                 "queued_s": round(started - record.arrived, 4),
                 "run_s": round(run_s, 4),
                 "encode_s": round(finished - started - run_s, 4),
