@@ -135,7 +135,9 @@ def test_builtin_clip_puts_the_matching_texture_first() -> None:
 
     engine = RankEngine([])
     assert BUILTIN_NAME in [m.name for m in engine.models()]
-    textures = [data.render((colour,), "stripes", seed=3) for colour in ("green", "red", "blue")]
+    colours = ("red", "green", "blue")
+    textures = [data.render((c,), "polka dots", seed=3) for c in colours]
     inputs = [np.dstack([t, np.full(t.shape[:2], 255, np.uint8)]) for t in textures]
-    ranking = run_rank(engine, BUILTIN_NAME, data.caption(("red",), "stripes"), inputs)["ranking"]
-    assert ranking[0]["index"] == 1
+    for wanted, colour in enumerate(colours):
+        prompt = data.caption((colour,), "polka dots")
+        assert run_rank(engine, BUILTIN_NAME, prompt, inputs)["ranking"][0]["index"] == wanted

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from brushlink.plugin.errors import InvalidField, UnknownModel
+from brushlink.plugin.errors import EngineError, InvalidField, UnknownModel
 from brushlink.plugin.protocol import JobSpec
 
 from ..clip_ranker import ClipFiles, ClipRanker, find_clips
@@ -107,7 +107,10 @@ class RankEngine(Engine):
                     loader = _builtin_loader()
                     if loader is None:
                         raise UnknownModel("The builtin CLIP is not installed.", field="model")
-                    self._rankers[name] = loader(self.device)
+                    try:
+                        self._rankers[name] = loader(self.device)
+                    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+                        raise EngineError(f"The builtin CLIP could not be loaded: {exc}") from exc
                 else:
                     clip = self._clips().get(name)
                     if clip is None:
