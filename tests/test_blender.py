@@ -75,6 +75,28 @@ def blender(extension_zip: Path, server, tmp_path: Path) -> Blender:
     return Blender(extension_zip, tmp_path, server.home)
 
 
+@pytest.fixture(scope="module")
+def sd_server(tmp_path_factory: pytest.TempPathFactory):
+    """A server with a generate-capable model: a Stable Diffusion 1.x checkpoint with the real
+    architecture and small random weights, built in code (no download), named "tiny"."""
+    from conftest import ServerProcess
+
+    from brushlink.server.sd.tiny import build_tiny_pipeline, save_single_file
+
+    home = tmp_path_factory.mktemp("sd-home")
+    save_single_file(
+        build_tiny_pipeline(seed=4), home / "models" / "checkpoints" / "tiny.safetensors"
+    )
+    server = ServerProcess(home=home, args=["--device", "cpu"]).start(timeout=180)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def blender_sd(extension_zip: Path, sd_server, tmp_path: Path) -> Blender:
+    return Blender(extension_zip, tmp_path, sd_server.home)
+
+
 def photo(tmp: Path, image: np.ndarray, name: str, size: int = 256) -> tuple[Path, np.ndarray]:
     """Save an RGBA photo (resized square) as PNG; returns the path and the pixels saved."""
     small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
@@ -194,24 +216,34 @@ def test_texture_fill_needs_a_prompt(blender: Blender, server) -> None:
     assert facts["images_after"] == facts["images_before"]
 
 
-def test_texture_fill_wires_a_seamless_packed_texture(blender: Blender, server) -> None:
-    models = generate_models(server)
-    assert models, "the server lists no model that can generate"
-    facts, out = blender.run(
-        "texture_fill", url=server.url, width=192, height=128, drop_material=1, save=1
+def test_texture_fill_wires_a_seamless_packed_texture(blender_sd: Blender, sd_server) -> None:
+    assert "tiny" in generate_models(sd_server)
+    facts, out = blender_sd.run(
+        "texture_fill",
+        url=sd_server.url,
+        model="tiny",
+        width=192,
+        height=128,
+        steps=4,
+        drop_material=1,
+        save=1,
     )
     assert facts["returned"] == ["FINISHED"], facts.get("report")
     # A material was created for the cube and the texture drives Base Color.
     assert facts["material"] == "brushlink mossy stone wall"
     assert facts["materials_after"] == sorted([*facts["materials_before"], facts["material"]])
+    assert facts["slots"] == 1
     assert ["brushlink texture", "Color", "Principled BSDF", "Base Color"] in facts["links"]
     assert ["Principled BSDF", "BSDF", "Material Output", "Surface"] in facts["links"]
     (name, image), *_ = facts["images"].items()
+    assert name == "Texture: mossy stone wall"
     assert facts["nodes"]["brushlink texture"]["image"] == name
     assert image["size"] == [192, 128]
     assert image["packed"]
+    assert facts["status"].startswith("“Texture: mossy stone wall” (192×128, seed 7)")
     pixels = np.load(out / "texture.npy").astype(np.int16)
-    assert pixels[..., :3].std() > 5  # a picture, not a flat colour
+    assert pixels[..., :3].std() > 2  # a picture, not a flat colour
+    assert (pixels[..., 3] == 255).all()
     # Seamless: the step across each wrapped edge is like a step between neighbours inside.
     inner_x = np.abs(np.diff(pixels[:, :, :3], axis=1)).mean()
     inner_y = np.abs(np.diff(pixels[:, :, :3], axis=0)).mean()
@@ -220,16 +252,19 @@ def test_texture_fill_wires_a_seamless_packed_texture(blender: Blender, server) 
     assert wrap_x < 2.0 * inner_x + 2, (wrap_x, inner_x)
     assert wrap_y < 2.0 * inner_y + 2, (wrap_y, inner_y)
     # Saved with the .blend: a fresh Blender opens it with the texture still packed.
-    reopened, out2 = blender.run("reopen", blend=facts["blend"])
+    reopened, out2 = blender_sd.run("reopen", blend=facts["blend"])
     assert reopened["images"][name]["packed"]
+    assert ["brushlink texture", "Color", "Principled BSDF", "Base Color"] in reopened["links"]
     assert np.array_equal(np.load(out2 / "reopened.npy"), np.load(out / "texture.npy"))
 
 
-def test_texture_fill_derived_maps_are_wired(blender: Blender, server) -> None:
-    assert generate_models(server), "the server lists no model that can generate"
-    facts, out = blender.run("texture_fill", url=server.url, width=128, height=128, derived=1)
+def test_texture_fill_derived_maps_are_wired(blender_sd: Blender, sd_server) -> None:
+    facts, out = blender_sd.run(
+        "texture_fill", url=sd_server.url, model="tiny", width=128, height=128, steps=4, derived=1
+    )
     assert facts["returned"] == ["FINISHED"], facts.get("report")
     assert facts["material"] == "Material"  # the cube's own material, reused
+    assert facts["materials_after"] == facts["materials_before"]
     links = facts["links"]
     assert ["brushlink texture", "Color", "Principled BSDF", "Base Color"] in links
     assert ["brushlink roughness", "Color", "Principled BSDF", "Roughness"] in links
@@ -244,9 +279,28 @@ def test_texture_fill_derived_maps_are_wired(blender: Blender, server) -> None:
     assert np.abs(lengths - 1).max() < 0.05
     rough = np.load(out / "roughness.npy")[..., 0].astype(float) / 255
     assert rough.min() >= 0.35 and rough.max() <= 0.95
-    texture = np.load(out / "texture.npy")[..., :3].astype(float).mean(axis=2)
-    # Roughness follows the texture's darkness: darker pixels are rougher.
-    assert np.corrcoef(texture.ravel(), rough.ravel())[0, 1] < -0.8
+    texture = np.load(out / "texture.npy")[..., :3].astype(float) @ [0.2126, 0.7152, 0.0722]
+    # Roughness follows the texture's darkness (luminance): darker pixels are rougher.
+    assert np.corrcoef(texture.ravel(), rough.ravel())[0, 1] < -0.95
+
+
+def test_cancel_midway_leaves_no_texture_and_no_material(blender_sd: Blender, sd_server) -> None:
+    facts, _ = blender_sd.run(
+        "texture_fill",
+        url=sd_server.url,
+        model="tiny",
+        width=64,
+        height=64,
+        steps=100,
+        drop_material=1,
+        cancel_at_step=2,
+    )
+    assert facts["returned"] == ["FINISHED"]  # the UI path: started
+    assert facts["cancel"]["returned"] == ["FINISHED"]
+    assert facts["status"] == "Texture fill cancelled."
+    assert facts["images_after"] == facts["images_before"]  # previews removed again
+    assert facts["materials_after"] == facts["materials_before"]
+    assert facts["material"] is None
 
 
 # ----------------------------------------------------------------------------- inpaint

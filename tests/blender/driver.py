@@ -67,6 +67,30 @@ def run_threaded(op, facts: dict, snapshot) -> None:
     facts["status"] = bpy.context.scene.brushlink.status
 
 
+def cancel_midway(op, facts: dict, step: int) -> None:
+    """UI path: start the job, press Cancel once the server reports ``step``, wait for the end."""
+    worker = sys.modules["bl_ext.user_default.brushlink.worker"].WORKER
+    worker.block = False
+    props = bpy.context.scene.brushlink
+    run_operator(op, facts)
+    cancelled = False
+    while worker.running():
+        time.sleep(0.02)
+        worker.drain()
+        if not cancelled and _step(props.status) >= step:
+            facts["cancel"] = {}
+            run_operator(bpy.ops.brushlink.cancel, facts["cancel"])
+            cancelled = True
+    facts["status"] = props.status
+
+
+def _step(status: str) -> int:
+    """The step number in a status like "Texture fill: step 3/150" (0 before any progress)."""
+    if ": step " not in status:
+        return 0
+    return int(status.rsplit(": step ", 1)[1].split("/")[0])
+
+
 def material_facts(obj: bpy.types.Object) -> dict:
     material = obj.active_material
     if material is None:
@@ -112,10 +136,14 @@ def scenario_texture_fill(args: dict, out: Path) -> dict:
     props.seamless = args.get("seamless", "1") == "1"
     props.derived_maps = args.get("derived", "0") == "1"
     props.texture_model = args.get("model", "")
+    props.steps = int(args.get("steps", 0))
     images_before = sorted(i.name for i in bpy.data.images)
     materials_before = sorted(m.name for m in bpy.data.materials)
     facts: dict = {"images_before": images_before, "materials_before": materials_before}
-    run_operator(bpy.ops.brushlink.texture_fill, facts)
+    if args.get("cancel_at_step"):
+        cancel_midway(bpy.ops.brushlink.texture_fill, facts, int(args["cancel_at_step"]))
+    else:
+        run_operator(bpy.ops.brushlink.texture_fill, facts)
     facts["images_after"] = sorted(i.name for i in bpy.data.images)
     facts["materials_after"] = sorted(m.name for m in bpy.data.materials)
     facts.update(material_facts(obj))

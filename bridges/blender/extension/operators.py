@@ -79,6 +79,7 @@ class BRUSHLINK_OT_texture_fill(bpy.types.Operator):
             width=props.width,
             height=props.height,
             seed=props.seed if props.seed >= 0 else None,
+            steps=props.steps or None,
             candidates=props.candidates,
             keep=1,
             tile="xy" if props.seamless else "none",

@@ -27,6 +27,7 @@ def _texture_fill(layout: bpy.types.UILayout, props) -> None:
     row = box.row(align=True)
     row.prop(props, "seed")
     row.prop(props, "candidates")
+    box.prop(props, "steps")
     box.prop(props, "seamless")
     box.prop(props, "derived_maps")
     box.prop(props, "texture_model")

@@ -29,6 +29,13 @@ class BrushlinkSceneProperties(bpy.types.PropertyGroup):
         min=1,
         max=8,
     )
+    steps: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Steps",
+        description="Sampling steps; 0: the model's default",
+        default=0,
+        min=0,
+        max=100,
+    )
     seamless: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Seamless",
         description="Left/right and top/bottom edges continue each other",
