@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import uuid
@@ -20,17 +21,18 @@ from brushlink.plugin.request import JobRequest
 from brushlink.server.images import decode_rgba, encode_rgba
 
 
+@contextlib.contextmanager
 def _open(server, **kwargs):
-    ws = connect(
+    with connect(
         server.url,
         additional_headers={"Authorization": f"Bearer {server.token}"},
         compression=None,
         proxy=None,
         **kwargs,
-    )
-    welcome = json.loads(ws.recv(timeout=10))
-    assert welcome["type"] == "welcome"
-    return ws
+    ) as ws:
+        welcome = json.loads(ws.recv(timeout=30))
+        assert welcome["type"] == "welcome"
+        yield ws
 
 
 def _answer(ws, timeout: float = 30) -> dict:
