@@ -213,7 +213,14 @@ def test_cancel_stops_within_one_step(engine: DiffusersEngine) -> None:
     assert run(engine, JobSpec(prompt="x", width=64, height=64, steps=2)).images
 
 
-def test_out_of_memory_retries_once_with_lower_memory_settings(engine, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4 GB"),
+    ],
+)
+def test_out_of_memory_retries_once_with_lower_memory_settings(engine, monkeypatch, error) -> None:
     spec = JobSpec(prompt="x", width=64, height=64, steps=2)
     expected = run(engine, spec).images[0].image
     pipe = engine.store.get(engine.folders.resolve("tiny"), "txt2img")
@@ -223,7 +230,7 @@ def test_out_of_memory_retries_once_with_lower_memory_settings(engine, monkeypat
     def flaky(*args, **kwargs):
         calls.append(pipe.vae.use_tiling)
         if len(calls) == 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise error
         return real_forward(*args, **kwargs)
 
     monkeypatch.setattr(pipe.unet, "forward", flaky)

@@ -324,7 +324,14 @@ class DiffusersEngine(Engine):
         if scorer is None:
             outputs = [EngineOutput(im, seed=s) for im, s in zip(images, seeds, strict=True)]
             return EngineResult(images=outputs[:keep], metadata={"ranked": False})
-        scores = scorer(spec.prompt, images)
+        try:
+            scores = scorer(spec.prompt, images)
+        except Exception as exc:  # the pictures are made: a CLIP failure must not lose them
+            log.warning("ranking failed, returning candidates unranked: %s", exc)
+            outputs = [EngineOutput(im, seed=s) for im, s in zip(images, seeds, strict=True)]
+            return EngineResult(
+                images=outputs[:keep], metadata={"ranked": False, "rank_error": str(exc)[:200]}
+            )
         order = sorted(range(len(images)), key=lambda i: -scores[i])[:keep]
         outputs = [EngineOutput(images[i], seed=seeds[i], score=scores[i]) for i in order]
         ranking = [{"index": i, "seed": seeds[i], "score": scores[i]} for i in order]

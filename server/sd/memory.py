@@ -21,6 +21,17 @@ OOM_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# The CPU allocator reports exhaustion as a plain RuntimeError with one of these phrases.
+_CPU_OOM_PHRASES = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, OOM_ERRORS):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(p in text for p in _CPU_OOM_PHRASES)
+
+
 def free_caches() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -60,13 +71,17 @@ def run_with_oom_retry(pipe: Any, call: Callable[[], T]) -> T:
     """``call()``; on out-of-memory free caches and retry once in low-memory mode."""
     try:
         return call()
-    except OOM_ERRORS as exc:
+    except RuntimeError as exc:  # torch's OutOfMemoryError is a RuntimeError too
+        if not is_oom(exc):
+            raise
         log.warning("out of memory (%s); retrying with lower-memory settings", exc)
     free_caches()
     applied = low_memory_settings(pipe)
     try:
         return call()
-    except OOM_ERRORS as exc:
+    except RuntimeError as exc:
+        if not is_oom(exc):
+            raise
         free_caches()
         raise OutOfMemory(
             "Not enough device memory for this job, even after retrying with "
