@@ -240,6 +240,14 @@ def test_texture_fill_wires_a_seamless_packed_texture(blender_sd: Blender, sd_se
     assert facts["nodes"]["brushlink texture"]["image"] == name
     assert image["size"] == [192, 128]
     assert image["packed"]
+    assert image["made_with"] == {
+        "prompt": "mossy stone wall",
+        "negative_prompt": "",
+        "model": "tiny",
+        "seed": 7,
+        "tile": "xy",  # Seamless is on by default
+        "steps": 4,
+    }
     assert facts["status"].startswith("“Texture: mossy stone wall” (192×128, seed 7)")
     pixels = np.load(out / "texture.npy").astype(np.int16)
     assert pixels[..., :3].std() > 2  # a picture, not a flat colour
@@ -254,6 +262,7 @@ def test_texture_fill_wires_a_seamless_packed_texture(blender_sd: Blender, sd_se
     # Saved with the .blend: a fresh Blender opens it with the texture still packed.
     reopened, out2 = blender_sd.run("reopen", blend=facts["blend"])
     assert reopened["images"][name]["packed"]
+    assert reopened["images"][name]["made_with"] == image["made_with"]
     assert ["brushlink texture", "Color", "Principled BSDF", "Base Color"] in reopened["links"]
     assert np.array_equal(np.load(out2 / "reopened.npy"), np.load(out / "texture.npy"))
 

@@ -113,7 +113,9 @@ def material_facts(obj: bpy.types.Object) -> dict:
 
 
 def image_facts(image: bpy.types.Image) -> dict:
+    made = image.get("brushlink")
     return {
+        "made_with": made.to_dict() if made is not None else None,
         "name": image.name,
         "size": list(image.size),
         "packed": image.packed_file is not None,

@@ -84,7 +84,7 @@ class BRUSHLINK_OT_texture_fill(bpy.types.Operator):
             keep=1,
             tile="xy" if props.seamless else "none",
         )
-        where = placement.TextureFill(obj, prompt, props.width, props.height, props.derived_maps)
+        where = placement.TextureFill(obj, spec, props.width, props.height, props.derived_maps)
         return _launch(self, context, JobRequest(spec), where)
 
 

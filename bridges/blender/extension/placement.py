@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 
 from brushlink.plugin.errors import ImageMismatch
-from brushlink.plugin.protocol import Result
+from brushlink.plugin.protocol import JobSpec, Result
 
 from . import images, materials
 from .worker import Placement
@@ -48,9 +48,12 @@ def _show_in_image_editors(old: bpy.types.Image | None, new: bpy.types.Image) ->
 class TextureFill(Placement):
     label = "Texture fill"
 
-    def __init__(self, obj: bpy.types.Object, prompt: str, width: int, height: int, derived: bool):
+    def __init__(
+        self, obj: bpy.types.Object, spec: JobSpec, width: int, height: int, derived: bool
+    ):
         self.object_name = obj.name
-        self.prompt = prompt
+        self.spec = spec
+        self.prompt = spec.prompt
         self.width, self.height = width, height
         self.derived = derived
         self.image: bpy.types.Image | None = None
@@ -75,6 +78,15 @@ class TextureFill(Placement):
         image = self._image()
         images.write_rgba(image, rgba)
         images.pack(image)
+        # Provenance on the image (Custom Properties): how to make it again.
+        image["brushlink"] = {
+            "prompt": self.spec.prompt,
+            "negative_prompt": self.spec.negative_prompt,
+            "model": str(result.metadata.get("model", self.spec.model or "")),
+            "seed": -1 if seed is None else int(seed),
+            "tile": self.spec.tile,
+            "steps": self.spec.steps or 0,
+        }
         self.slots_before = len(obj.material_slots)
         material, created = materials.target_material(obj, f"brushlink {self.prompt}".strip())
         if created:
