@@ -27,7 +27,7 @@ CONTEXT_LENGTH = 16  # captions are a handful of words; longer prompts are cut
 
 CLIP_CONFIG: dict[str, Any] = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": SIZE, "patch_size": 8, "width": 96, "layers": 2, "head_width": 32},
+    "vision_cfg": {"image_size": SIZE, "layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
     "text_cfg": {
         "context_length": CONTEXT_LENGTH,
         "vocab_size": 49408,

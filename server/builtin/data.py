@@ -107,12 +107,17 @@ def dominant_colour(rgb: np.ndarray) -> str:
 
 
 def _shade(name: str, rng: random.Random) -> np.ndarray:
-    """A lighter or darker version of a colour that still reads as the same named colour."""
+    """A lighter or darker version of a colour that still reads as the same named colour.
+
+    The strongest contrast that keeps the name wins, so the pattern stays visible.
+    """
     base = np.array(COLOURS[name], dtype=np.float32)
-    candidates = [base * 0.72, base + (255 - base) * 0.3, base * 0.85, base + (255 - base) * 0.15]
-    rng.shuffle(candidates)
+    strong = [base * 0.72, base + (255 - base) * 0.3]
+    mild = [base * 0.85, base + (255 - base) * 0.15]
+    rng.shuffle(strong)
+    rng.shuffle(mild)
     index = COLOUR_NAMES.index(name)
-    for shade in candidates:
+    for shade in strong + mild:
         if classify_pixels(shade.astype(np.uint8)[None])[0] == index:
             return shade
     return base

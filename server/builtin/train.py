@@ -33,7 +33,7 @@ from .clip_model import text_features, tokenize
 DEFAULTS = {
     "seed": 1234,
     "images": 12000,
-    "clip_steps": 500,
+    "clip_steps": 600,
     "clip_batch": 128,
     "unet_steps": 800,
     "unet_batch": 32,
@@ -49,15 +49,29 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def _batch(
-    images: np.ndarray, specs: list[data.Sample], size: int, rng: random.Random
+    images: np.ndarray,
+    specs: list[data.Sample],
+    size: int,
+    rng: random.Random,
+    groups: dict[str, list[int]] | None = None,
 ) -> tuple[torch.Tensor, list[str], list[tuple]]:
-    """A random batch, each image rolled by a random offset (a free, seamless augmentation)."""
-    idx = [rng.randrange(len(specs)) for _ in range(size)]
+    """A random batch, each image rolled by a random offset (a free, seamless augmentation).
+
+    With ``groups`` (first colour -> indices) the batch is made of groups of 16 that share a
+    colour: telling their patterns apart is then the only way to match captions, which makes
+    a contrastive model learn patterns instead of stopping at colours.
+    """
+    if groups is None:
+        idx = [rng.randrange(len(specs)) for _ in range(size)]
+    else:
+        idx = []
+        while len(idx) < size:
+            members = groups[rng.choice(data.COLOUR_NAMES)]
+            idx.extend(rng.choice(members) for _ in range(min(16, size - len(idx))))
     pixels = []
     for i in idx:
-        pixels.append(
-            np.roll(images[i], (rng.randrange(data.SIZE), rng.randrange(data.SIZE)), (0, 1))
-        )
+        shift = (rng.randrange(data.SIZE), rng.randrange(data.SIZE))
+        pixels.append(np.roll(images[i], shift, (0, 1)))
     captions = [data.caption(specs[i].colours, specs[i].pattern, rng) for i in idx]
     keys = [(specs[i].colours, specs[i].pattern) for i in idx]
     return _to_tensor(np.stack(pixels)), captions, keys
@@ -74,20 +88,33 @@ def train_clip(images: np.ndarray, specs: list[data.Sample], steps: int, batch: 
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = clip_model.build_clip().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    # training-only heads that name the pattern from each tower's embedding: a direct signal
+    # that gets pattern features going where the contrastive loss alone plateaus on colour
+    embed = clip_model.CLIP_CONFIG["embed_dim"]
+    heads = torch.nn.ModuleList([torch.nn.Linear(embed, len(data.PATTERN_NAMES)) for _ in range(2)])
+    params = list(model.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
+    groups: dict[str, list[int]] = {c: [] for c in data.COLOUR_NAMES}
+    for i, spec in enumerate(specs):
+        groups[spec.colours[0]].append(i)
     start = time.time()
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, 1e-3)
-        pixels, captions, keys = _batch(images, specs, batch, rng)
+        pixels, captions, keys = _batch(images, specs, batch, rng, groups)
         img, txt, scale = model(pixels, tokenize(captions))
         logits = scale * img @ txt.T
         # samples of the same combination are all positives (soft targets), not negatives
         same = torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
         targets = same / same.sum(1, keepdim=True)
+        labels = torch.tensor([data.PATTERN_NAMES.index(k[1]) for k in keys])
         loss = 0.5 * (
             F.cross_entropy(logits, targets)
             + F.cross_entropy(logits.T, targets.T / targets.T.sum(1, keepdim=True))
+        )
+        loss = loss + 0.5 * (
+            F.cross_entropy(10 * heads[0](img), labels)
+            + F.cross_entropy(10 * heads[1](txt), labels)
         )
         opt.zero_grad()
         loss.backward()
