@@ -293,7 +293,9 @@ def test_texture_fill_derived_maps_are_wired(blender_sd: Blender, sd_server) -> 
     assert np.corrcoef(texture.ravel(), rough.ravel())[0, 1] < -0.95
 
 
-def test_cancel_midway_leaves_no_texture_and_no_material(blender_sd: Blender, sd_server) -> None:
+def test_previews_show_then_cancel_leaves_no_texture_and_no_material(
+    blender_sd: Blender, sd_server
+) -> None:
     facts, _ = blender_sd.run(
         "texture_fill",
         url=sd_server.url,
@@ -302,9 +304,13 @@ def test_cancel_midway_leaves_no_texture_and_no_material(blender_sd: Blender, sd
         height=64,
         steps=100,
         drop_material=1,
-        cancel_at_step=2,
+        cancel_at_step=12,
     )
     assert facts["returned"] == ["FINISHED"]  # the UI path: started
+    # The server previews every 5 steps: the texture image showed them while it generated.
+    (preview,) = facts["preview_before_cancel"]
+    assert preview["name"] == "Texture: mossy stone wall"
+    assert preview["size"] == [64, 64]
     assert facts["cancel"]["returned"] == ["FINISHED"]
     assert facts["status"] == "Texture fill cancelled."
     assert facts["images_after"] == facts["images_before"]  # previews removed again

@@ -78,6 +78,8 @@ def cancel_midway(op, facts: dict, step: int) -> None:
         time.sleep(0.02)
         worker.drain()
         if not cancelled and _step(props.status) >= step:
+            previews = [i for i in bpy.data.images if i.name.startswith("Texture:")]
+            facts["preview_before_cancel"] = [image_facts(i) for i in previews]
             facts["cancel"] = {}
             run_operator(bpy.ops.brushlink.cancel, facts["cancel"])
             cancelled = True
