@@ -203,11 +203,18 @@ def load_single_file(path: Path, dtype: Any) -> Any:
 
     _quiet_diffusers()
     found = detect_single_file(path)
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    # diffusers warns about fp32-pinned modules on every cast, even when the list is empty
+    diffusers_logging.set_verbosity_error()
     try:
         state = load_file(str(path))
         return _assemble(path, found, state, dtype)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise EngineError(f"Could not load the checkpoint `{path.name}`: {exc}") from exc
+    finally:
+        diffusers_logging.set_verbosity(level)
 
 
 def _assemble(path: Path, found: Detected, state: dict[str, Any], dtype: Any) -> Any:
