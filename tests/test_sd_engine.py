@@ -283,3 +283,23 @@ def test_style_reference_steers_through_ip_adapter_when_installed(tmp_path: Path
     assert np.abs(plain.astype(int) - steered.astype(int)).mean() > 1
     # the adapter is removed after the job: the shared UNet is back to plain
     assert np.array_equal(run(engine, spec, image=image).images[0].image, plain)
+
+
+def test_sdxl_checkpoint_generates_inpaints_and_styles(tmp_path: Path) -> None:
+    from brushlink.server.sd.tiny import build_tiny_sdxl_pipeline
+
+    save_single_file(build_tiny_sdxl_pipeline(), tmp_path / "checkpoints" / "xl.safetensors")
+    engine = DiffusersEngine([tmp_path], device="cpu")
+    assert {m.name: m.family for m in engine.models()} == {"xl": "sdxl"}
+    spec = JobSpec(model="xl", prompt="moss", width=64, height=64, steps=2, tile="xy")
+    assert run(engine, spec).images[0].image.shape == (64, 64, 4)
+    image = photo(96, 80)
+    mask = np.zeros((80, 96), np.uint8)
+    mask[30:50, 40:60] = 255
+    out = run(engine, JobSpec(kind="inpaint", model="xl", prompt="moss", steps=2),
+              image=image, mask=mask).images[0].image  # fmt: skip
+    outside = feathered_mask(mask) == 0
+    assert np.array_equal(out[outside], image[outside])
+    styled = run(engine, JobSpec(kind="style", model="xl", prompt="moss", steps=2), image=image)
+    assert styled.images[0].image.shape == image.shape
+    assert engine.store.loads == 1  # txt2img, inpaint and img2img share one loaded checkpoint

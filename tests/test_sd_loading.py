@@ -20,7 +20,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from brushlink.plugin.errors import EngineError, UnknownModel, Unsupported
 from brushlink.server.sd import loading
 from brushlink.server.sd.store import ModelFolders, ModelStore, checkpoint_dirs
-from brushlink.server.sd.tiny import build_tiny_pipeline, save_single_file
+from brushlink.server.sd.tiny import build_tiny_pipeline, build_tiny_sdxl_pipeline, save_single_file
 
 CONFIGS = loading.CONFIGS
 
@@ -280,3 +280,18 @@ def test_sd2_v_and_noise_prediction_models_are_told_apart(
     )
     found = loading.detect_single_file(path)
     assert (found.family, found.v_prediction, found.native_size) == ("sd2", v_prediction, native)
+
+
+def test_sdxl_single_file_and_folder_load_the_same_model(tmp_path: Path) -> None:
+    """SDXL's two text encoders (CLIP-L layout and OpenCLIP layout with projection) and its
+    text_time UNet come back from the original single-file layout exactly."""
+    pipe = build_tiny_sdxl_pipeline(seed=2)
+    save_single_file(pipe, tmp_path / "xl.safetensors")
+    pipe.save_pretrained(tmp_path / "xl-folder")
+    assert loading.detect_single_file(tmp_path / "xl.safetensors").family == "sdxl"
+    assert loading.detect_folder(tmp_path / "xl-folder").family == "sdxl"
+    reference = _draw(pipe)
+    single = loading.load_pipeline(tmp_path / "xl.safetensors")
+    assert type(single).__name__ == "StableDiffusionXLPipeline"
+    assert np.array_equal(_draw(single), reference)
+    assert np.array_equal(_draw(loading.load_pipeline(tmp_path / "xl-folder")), reference)

@@ -16,6 +16,7 @@ The family is read from the weights' key names, never from the file name.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,17 @@ from brushlink.plugin.errors import EngineError, Unsupported
 
 # diffusers, transformers and torch are imported inside the loading functions: listing models
 # only reads file headers, so a server starts without paying for those imports.
+
+
+class _NoEmptyFp32Warning(logging.Filter):
+    """diffusers warns about "modules that should be kept in float32" on every dtype cast, even
+    when there are none (SDXL pipelines cast their VAE on every call)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+logging.getLogger("diffusers.models.modeling_utils").addFilter(_NoEmptyFp32Warning())
 
 CONFIGS = Path(__file__).parent / "configs"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
@@ -176,14 +188,12 @@ def load_folder(folder: Path, dtype: Any) -> Any:
             and not weights.with_suffix(".safetensors").exists()
         ):
             refuse_pickle(weights)
+    extra: dict[str, Any] = {}
+    if "safety_checker" in json.loads((folder / "model_index.json").read_text()):
+        extra = {"safety_checker": None, "requires_safety_checker": False}  # no NSFW filter model
     try:
         return DiffusionPipeline.from_pretrained(
-            str(folder),
-            local_files_only=True,
-            use_safetensors=True,
-            torch_dtype=dtype,
-            safety_checker=None,
-            requires_safety_checker=False,
+            str(folder), local_files_only=True, use_safetensors=True, torch_dtype=dtype, **extra
         )
     except (OSError, ValueError) as exc:
         raise EngineError(f"Could not load the diffusers folder `{folder.name}`: {exc}") from exc
@@ -203,18 +213,11 @@ def load_single_file(path: Path, dtype: Any) -> Any:
 
     _quiet_diffusers()
     found = detect_single_file(path)
-    from diffusers.utils import logging as diffusers_logging
-
-    level = diffusers_logging.get_verbosity()
-    # diffusers warns about fp32-pinned modules on every cast, even when the list is empty
-    diffusers_logging.set_verbosity_error()
     try:
         state = load_file(str(path))
         return _assemble(path, found, state, dtype)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise EngineError(f"Could not load the checkpoint `{path.name}`: {exc}") from exc
-    finally:
-        diffusers_logging.set_verbosity(level)
 
 
 def _assemble(path: Path, found: Detected, state: dict[str, Any], dtype: Any) -> Any:

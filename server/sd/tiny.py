@@ -1,4 +1,4 @@
-"""Small Stable Diffusion 1.x pipelines built in code, for tests and the CPU benchmark.
+"""Small Stable Diffusion 1.x and SDXL pipelines built in code, for tests and the CPU benchmark.
 
 The weights are random, but the architecture is the real one (UNet2DConditionModel, AutoencoderKL
 with an 8x latent, CLIPTextModel) and the tokenizer is the real CLIP vocabulary, so everything the
@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -86,6 +94,46 @@ def build_tiny_pipeline(seed: int = 0, *, inpaint_unet: bool = False) -> StableD
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+
+
+def build_tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
+    """A random-weight SDXL pipeline: two text encoders (CLIP-L style and an OpenCLIP-style
+    encoder with projection), a ``text_time`` UNet, the shipped Euler scheduler."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=[32, 64],
+        layers_per_block=1,
+        down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+        up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
+        attention_head_dim=[2, 4],
+        transformer_layers_per_block=[1, 2],
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 size/crop numbers + pooled text
+        cross_attention_dim=32 + 48,  # both encoders' hidden states side by side
+        norm_num_groups=16,
+        sample_size=8,
+    )
+    vae = AutoencoderKL(**TINY_VAE)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    # a different width from the first encoder, as in SDXL: diffusers' loader tells the two
+    # encoders apart by it
+    text_encoder_2 = CLIPTextModelWithProjection(
+        CLIPTextConfig(**dict(TINY_TEXT, hidden_size=48, hidden_act="gelu"))
+    )
+    scheduler = EulerDiscreteScheduler.from_config(
+        EulerDiscreteScheduler.load_config(CONFIGS / "sdxl/scheduler")
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer("!"),
+        unet=unet,
+        scheduler=scheduler,
     )
 
 
@@ -228,23 +276,78 @@ def text_encoder_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     }
 
 
-def save_single_file(pipe: StableDiffusionPipeline, path: Path) -> Path:
-    """Save ``pipe`` as one original-layout ``.safetensors`` file plus ``<stem>.config/``.
+def open_clip_text_to_ldm(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """CLIP text-model keys -> OpenCLIP layout (fused q/k/v, ``resblocks``), under ``prefix``."""
+    out: dict[str, torch.Tensor] = {}
+    fused: dict[str, dict[str, torch.Tensor]] = {}
+    renames = [
+        ("self_attn.out_proj.", "attn.out_proj."),
+        ("layer_norm1.", "ln_1."),
+        ("layer_norm2.", "ln_2."),
+        ("mlp.fc1.", "mlp.c_fc."),
+        ("mlp.fc2.", "mlp.c_proj."),
+    ]
+    for key, value in state.items():
+        key = key.removeprefix("text_model.")
+        if key == "embeddings.token_embedding.weight":
+            out[prefix + "token_embedding.weight"] = value
+        elif key == "embeddings.position_embedding.weight":
+            out[prefix + "positional_embedding"] = value
+        elif key.startswith("final_layer_norm."):
+            out[prefix + "ln_final." + key.split(".", 1)[1]] = value
+        elif key == "text_projection.weight":
+            out[prefix + "text_projection"] = value.T  # OpenCLIP multiplies x @ projection
+        elif key.startswith("encoder.layers."):
+            layer, rest = key.removeprefix("encoder.layers.").split(".", 1)
+            block = f"{prefix}transformer.resblocks.{layer}."
+            if rest.startswith("self_attn.") and rest.split(".")[1] in (
+                "q_proj",
+                "k_proj",
+                "v_proj",
+            ):
+                which, kind = rest.split(".")[1][0], rest.rsplit(".", 1)[1]
+                fused.setdefault(f"{block}attn.in_proj_{kind}", {})[which] = value
+                continue
+            for new, old in renames:
+                rest = rest.replace(new, old)
+            out[block + rest] = value
+    for key, parts in fused.items():
+        out[key] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def save_single_file(pipe: Any, path: Path) -> Path:
+    """Save ``pipe`` (SD 1.x or SDXL) as one original-layout ``.safetensors`` file plus
+    ``<stem>.config/``.
 
     The config folder holds only the UNet, VAE and text-encoder configs (the shapes that differ
-    from SD 1.5); the scheduler and tokenizer come from the configs the project ships.
+    from the family's reference model); scheduler and tokenizer come from the shipped configs.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    xl = getattr(pipe, "text_encoder_2", None) is not None
     state: dict[str, torch.Tensor] = {}
     state.update(unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config)))
     state.update(vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)))
-    state.update(text_encoder_to_ldm(pipe.text_encoder.state_dict()))
+    text = text_encoder_to_ldm(pipe.text_encoder.state_dict())
+    if xl:
+        text = {
+            k.replace("cond_stage_model.", "conditioner.embedders.0.", 1): v
+            for k, v in text.items()
+        }
+        state.update(
+            open_clip_text_to_ldm(
+                pipe.text_encoder_2.state_dict(), "conditioner.embedders.1.model."
+            )
+        )
+    state.update(text)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     side = path.with_name(path.stem + ".config")
     pipe.unet.save_config(side / "unet")
     pipe.vae.save_config(side / "vae")
     pipe.text_encoder.config.save_pretrained(side / "text_encoder")
+    if xl:
+        pipe.text_encoder_2.config.save_pretrained(side / "text_encoder_2")
     return path
 
 
