@@ -295,3 +295,14 @@ def test_sdxl_single_file_and_folder_load_the_same_model(tmp_path: Path) -> None
     assert type(single).__name__ == "StableDiffusionXLPipeline"
     assert np.array_equal(_draw(single), reference)
     assert np.array_equal(_draw(loading.load_pipeline(tmp_path / "xl-folder")), reference)
+
+
+def test_sd2_single_file_with_an_openclip_text_encoder_loads_the_same_model(tmp_path: Path) -> None:
+    pipe = build_tiny_pipeline(seed=5, family="sd2")
+    save_single_file(pipe, tmp_path / "sd2.safetensors", family="sd2")
+    found = loading.detect_single_file(tmp_path / "sd2.safetensors")
+    assert (found.family, found.v_prediction) == ("sd2", True)
+    single = loading.load_pipeline(tmp_path / "sd2.safetensors")
+    assert single.scheduler.config.prediction_type == "v_prediction"
+    assert single.tokenizer.pad_token == "!"
+    assert np.array_equal(_draw(single), _draw(pipe))

@@ -1,4 +1,4 @@
-"""Small Stable Diffusion 1.x and SDXL pipelines built in code, for tests and the CPU benchmark.
+"""Small Stable Diffusion 1.x, 2.x and SDXL pipelines built in code, for tests and the CPU benchmark.
 
 The weights are random, but the architecture is the real one (UNet2DConditionModel, AutoencoderKL
 with an 8x latent, CLIPTextModel) and the tokenizer is the real CLIP vocabulary, so everything the
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKL,
+    DDIMScheduler,
     EulerDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionPipeline,
@@ -73,22 +74,32 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>") -> CLIPTokenizer:
     )
 
 
-def build_tiny_pipeline(seed: int = 0, *, inpaint_unet: bool = False) -> StableDiffusionPipeline:
-    """A random-weight SD 1.x pipeline small enough to run a 64x64 image in a fraction of a second.
+def build_tiny_pipeline(
+    seed: int = 0, *, inpaint_unet: bool = False, family: str = "sd1"
+) -> StableDiffusionPipeline:
+    """A random-weight SD 1.x (or 2.x) pipeline that runs a 64x64 image in a fraction of a second.
 
     ``inpaint_unet`` gives the UNet 9 input channels (latents + mask + masked-image latents), the
-    layout of dedicated inpainting checkpoints.
+    layout of dedicated inpainting checkpoints. ``family="sd2"`` uses SD 2.x's choices: a GELU
+    text encoder (stored in OpenCLIP layout by ``save_single_file``), ``!`` padding and the
+    v-prediction DDIM scheduler.
     """
     torch.manual_seed(seed)
     unet_cfg = dict(TINY_UNET, in_channels=9 if inpaint_unet else 4)
     unet = UNet2DConditionModel(**unet_cfg)
     vae = AutoencoderKL(**TINY_VAE)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
-    scheduler = PNDMScheduler.from_config(PNDMScheduler.load_config(CONFIGS / "sd1/scheduler"))
+    sd2 = family == "sd2"
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(**dict(TINY_TEXT, hidden_act="gelu" if sd2 else "quick_gelu"))
+    )
+    if sd2:
+        scheduler = DDIMScheduler.from_config(DDIMScheduler.load_config(CONFIGS / "sd2/scheduler"))
+    else:
+        scheduler = PNDMScheduler.from_config(PNDMScheduler.load_config(CONFIGS / "sd1/scheduler"))
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
+        tokenizer=clip_tokenizer("!" if sd2 else "<|endoftext|>"),
         unet=unet,
         scheduler=scheduler,
         safety_checker=None,
@@ -316,9 +327,10 @@ def open_clip_text_to_ldm(state: dict[str, torch.Tensor], prefix: str) -> dict[s
     return out
 
 
-def save_single_file(pipe: Any, path: Path) -> Path:
-    """Save ``pipe`` (SD 1.x or SDXL) as one original-layout ``.safetensors`` file plus
-    ``<stem>.config/``.
+def save_single_file(pipe: Any, path: Path, family: str | None = None) -> Path:
+    """Save ``pipe`` (SD 1.x, SD 2.x or SDXL) as one original-layout ``.safetensors`` file plus
+    ``<stem>.config/``. The family is SDXL when there is a second text encoder; SD 2.x must be
+    named (its text encoder goes in OpenCLIP layout).
 
     The config folder holds only the UNet, VAE and text-encoder configs (the shapes that differ
     from the family's reference model); scheduler and tokenizer come from the shipped configs.
@@ -329,7 +341,10 @@ def save_single_file(pipe: Any, path: Path) -> Path:
     state: dict[str, torch.Tensor] = {}
     state.update(unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config)))
     state.update(vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)))
-    text = text_encoder_to_ldm(pipe.text_encoder.state_dict())
+    if family == "sd2":
+        text = open_clip_text_to_ldm(pipe.text_encoder.state_dict(), "cond_stage_model.model.")
+    else:
+        text = text_encoder_to_ldm(pipe.text_encoder.state_dict())
     if xl:
         text = {
             k.replace("cond_stage_model.", "conditioner.embedders.0.", 1): v
