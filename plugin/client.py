@@ -21,11 +21,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from .errors import (
     BrushlinkError,
     JobWasCancelled,
+    MessageTooBig,
     OriginRefused,
     ServerUnavailable,
     Unauthorized,
 )
-from .frames import decode_frame
+from .frames import HEADER_SIZE, decode_frame
 from .home import default_url, read_token
 from .jobs import JobTracker, is_final
 from .protocol import (
@@ -264,11 +265,25 @@ class Client:
     # ------------------------------------------------------------------ jobs
 
     async def submit(self, request: JobRequest) -> JobHandle:
+        self._check_size(request)
         handle = JobHandle(self, request)
         self._handles[request.job_id] = handle
         self.tracker.submitted(request.job_id)
         await self._send_request(request)
         return handle
+
+    def _check_size(self, request: JobRequest) -> None:
+        """Refuse here what the server would refuse by closing the connection."""
+        limit = (self.welcome.limits if self.welcome else {}).get("max_message_bytes")
+        if not limit:
+            return
+        for slot, _, png in request.slots():
+            if len(png) + HEADER_SIZE > limit:
+                raise MessageTooBig(
+                    f"The `{slot}` image is {len(png) / 2**20:.1f} MiB; the server accepts "
+                    f"messages up to {limit / 2**20:.1f} MiB.",
+                    field=slot,
+                )
 
     async def _send_request(self, request: JobRequest) -> None:
         # On a dropped connection the reconnect's collect or resubmit takes it from here.

@@ -15,6 +15,7 @@ from websockets.sync.client import connect
 
 from brushlink.plugin import png
 from brushlink.plugin.blocking import BlockingClient
+from brushlink.plugin.errors import MessageTooBig
 from brushlink.plugin.frames import encode_frame
 from brushlink.plugin.protocol import JobSpec
 from brushlink.plugin.request import JobRequest
@@ -212,3 +213,18 @@ def test_queue_limit_per_connection(server_factory) -> None:
                     message["type"] if message["type"] == "result" else message["code"]
                 )
         assert [answers[i] for i in ids] == ["result", "result", "queue_full"]
+
+
+def test_the_client_refuses_an_oversized_image_before_sending_it(server_factory) -> None:
+    srv = server_factory()
+    (srv.home / "config.toml").write_text("[limits]\nmax_message_bytes = 100000\n")
+    srv.stop()
+    srv.start()
+    with BlockingClient(srv.url, srv.token, timeout=60) as client:
+        big = JobRequest(JobSpec(kind="style", style="sketch"), image=b"\x89PNG" + bytes(200_000))
+        with pytest.raises(MessageTooBig) as info:
+            client.run(big)
+        assert info.value.field == "image" and "MiB" in info.value.message
+        # The connection is still good: nothing was sent.
+        result = client.run(JobRequest(JobSpec(kind="style", style="sketch"), image=_small_png(32)))
+        assert result.result_images()[0].width == 32
