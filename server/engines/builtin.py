@@ -116,12 +116,15 @@ class BuiltinEngine(Engine):
     # ------------------------------------------------------------------ what it serves
 
     def models(self) -> list[ModelInfo]:
-        from brushlink.server.builtin.clip_model import CLIP_WEIGHTS
-        from brushlink.server.builtin.unet import UNET_WEIGHTS
+        from brushlink.server.builtin.manifest import (
+            CLIP_WEIGHTS,
+            DEFAULT_GUIDANCE,
+            DEFAULT_STEPS,
+            UNET_WEIGHTS,
+        )
 
         if not (CLIP_WEIGHTS.is_file() and UNET_WEIGHTS.is_file()):
             return []
-        from brushlink.server.builtin.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
         return [
             ModelInfo(

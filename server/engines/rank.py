@@ -8,7 +8,6 @@ engines, which rank their candidates with it.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Callable
@@ -29,24 +28,25 @@ BUILTIN_NAME = "builtin-clip"
 Scorer = Callable[[str, list[np.ndarray]], list[float]]
 
 
+def _builtin_installed() -> bool:
+    """Whether the builtin CLIP's weights are installed (checked without importing torch)."""
+    try:
+        from brushlink.server.builtin.manifest import CLIP_WEIGHTS
+    except ImportError:
+        return False
+    return CLIP_WEIGHTS.is_file()
+
+
 def _builtin_loader() -> Callable[[str], Any] | None:
     """``load_builtin_clip`` when the builtin package and its weights are installed."""
-    for module_name in ("brushlink.server.builtin", "brushlink.server.builtin.clip_model"):
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:  # a missing or half-installed package: no builtin CLIP
-            log.debug("no builtin CLIP from %s: %s", module_name, exc)
-            continue
-        loader = getattr(module, "load_builtin_clip", None)
-        if loader is None:
-            continue
-        weights = getattr(module, "CLIP_WEIGHTS", None)
-        if weights is None:
-            weights = getattr(importlib.import_module(loader.__module__), "CLIP_WEIGHTS", None)
-        if weights is not None and not Path(weights).is_file():
-            return None
-        return loader
-    return None
+    if not _builtin_installed():
+        return None
+    try:
+        from brushlink.server.builtin.clip_model import load_builtin_clip
+    except Exception as exc:  # a half-installed package: no builtin CLIP
+        log.debug("no builtin CLIP: %s", exc)
+        return None
+    return load_builtin_clip
 
 
 def rank_scores(scores: list[float]) -> list[dict[str, Any]]:
@@ -74,7 +74,7 @@ class RankEngine(Engine):
 
     def models(self) -> list[ModelInfo]:
         found = []
-        if _builtin_loader() is not None:
+        if _builtin_installed():
             found.append(
                 ModelInfo(
                     name=BUILTIN_NAME,

@@ -1,0 +1,14 @@
+"""What the built-in model is, in constants that cost nothing to import (no torch, no
+open_clip): where its weights live and its sampling defaults, so listing models never loads
+the libraries that run them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+CLIP_WEIGHTS = WEIGHTS_DIR / "clip.safetensors"
+UNET_WEIGHTS = WEIGHTS_DIR / "unet.safetensors"
+
+DEFAULT_STEPS = 12
+DEFAULT_GUIDANCE = 4.0
