@@ -477,3 +477,30 @@ def test_bundle_refuses_a_core_that_imports_what_blender_lacks() -> None:
     bundle.check_host_safe(
         {"brushlink/plugin/y.py": b"import json\nfrom websockets import frames\n"}
     )
+
+
+def test_cancel_ends_a_job_whose_server_died(server_factory, extension_zip, tmp_path) -> None:
+    from brushlink.server.sd.tiny import build_tiny_pipeline, save_single_file
+
+    home = tmp_path / "home"
+    save_single_file(
+        build_tiny_pipeline(seed=4), home / "models" / "checkpoints" / "tiny.safetensors"
+    )
+    doomed = server_factory("--device", "cpu", home=home)
+    blender = Blender(extension_zip, tmp_path, home)
+    facts, _ = blender.run(
+        "texture_fill",
+        url=doomed.url,
+        model="tiny",
+        width=64,
+        height=64,
+        steps=100,
+        drop_material=1,
+        cancel_at_step=7,
+        kill_pid=doomed.process.pid,
+    )
+    assert doomed.process.wait() != 0  # killed mid-job
+    assert facts["cancel"]["returned"] == ["FINISHED"]
+    assert facts["status"] == "Texture fill cancelled."
+    assert facts["images_after"] == facts["images_before"]  # the preview went with it
+    assert facts["materials_after"] == facts["materials_before"]

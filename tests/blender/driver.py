@@ -11,6 +11,8 @@ side asserts on them. No assertion lives here, so a failure shows up in pytest's
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 import traceback
@@ -67,7 +69,7 @@ def run_threaded(op, facts: dict, snapshot) -> None:
     facts["status"] = bpy.context.scene.brushlink.status
 
 
-def cancel_midway(op, facts: dict, step: int) -> None:
+def cancel_midway(op, facts: dict, step: int, kill_pid: int = 0) -> None:
     """UI path: start the job, press Cancel once the server reports ``step``, wait for the end."""
     worker = sys.modules["bl_ext.user_default.brushlink.worker"].WORKER
     worker.block = False
@@ -80,6 +82,8 @@ def cancel_midway(op, facts: dict, step: int) -> None:
         if not cancelled and _step(props.status) >= step:
             previews = [i for i in bpy.data.images if i.name.startswith("Texture:")]
             facts["preview_before_cancel"] = [image_facts(i) for i in previews]
+            if kill_pid:  # the server dies mid-job: Cancel must still end the job
+                os.kill(kill_pid, signal.SIGKILL)
             facts["cancel"] = {}
             run_operator(bpy.ops.brushlink.cancel, facts["cancel"])
             cancelled = True
@@ -145,7 +149,8 @@ def scenario_texture_fill(args: dict, out: Path) -> dict:
     materials_before = sorted(m.name for m in bpy.data.materials)
     facts: dict = {"images_before": images_before, "materials_before": materials_before}
     if args.get("cancel_at_step"):
-        cancel_midway(bpy.ops.brushlink.texture_fill, facts, int(args["cancel_at_step"]))
+        kill = int(args.get("kill_pid", 0))
+        cancel_midway(bpy.ops.brushlink.texture_fill, facts, int(args["cancel_at_step"]), kill)
     else:
         run_operator(bpy.ops.brushlink.texture_fill, facts)
     facts["images_after"] = sorted(i.name for i in bpy.data.images)

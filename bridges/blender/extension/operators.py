@@ -210,7 +210,7 @@ class BRUSHLINK_OT_cancel(bpy.types.Operator):
         if not count:
             self.report({"INFO"}, "No brushlink job is running.")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Cancelling {count} job(s)…")
+        self.report({"INFO"}, f"Cancelled {count} job(s).")
         return {"FINISHED"}
 
 

@@ -1,7 +1,7 @@
 """Jobs off Blender's main thread, results back on it.
 
-``bpy`` may only be touched from the main thread, so a job runs on a worker thread through the
-blocking client; every event it produces (preview, result, failure) goes into a queue that a
+``bpy`` may only be touched from the main thread, so a job runs on a worker thread through its
+own blocking client (one connection per job); every event it produces (preview, result, failure) goes into a queue that a
 ``bpy.app.timers`` callback drains on the main thread and hands to the job's placement (which
 writes images and node graphs). In background mode (``blender -b``, bpy as a module) there is no
 event loop to drive timers, so ``start`` blocks until the job is over and drains the queue itself:
@@ -10,8 +10,10 @@ scripts and tests get the finished result when the operator returns.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,9 @@ from brushlink.plugin.request import JobRequest
 from . import preferences
 
 POLL_SECONDS = 0.1
+CONNECT_SECONDS = 10.0  # opening a connection; also a short request (cancel) to a gone server
+CLOSE_WAIT_SECONDS = 15.0  # unregistering waits this long, at most, for the job threads
+JOB_SECONDS = 24 * 3600.0  # a job may take as long as the model needs; Cancel ends it sooner
 
 
 class Placement:
@@ -72,44 +77,34 @@ class Worker:
     def __init__(self) -> None:
         self._events: queue.Queue[tuple[str, str, object]] = queue.Queue()
         self._jobs: dict[str, _Job] = {}
-        self._client: BlockingClient | None = None
-        self._client_key: tuple[str, str | None] | None = None
+        # One client per job: a job never waits on a connection another job left behind (a
+        # client whose server went away keeps trying to reconnect), and Cancel can close it.
+        self._clients: dict[str, BlockingClient] = {}
         self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
         # None: block only in background mode. True/False force it (a script in the UI that
         # wants the result before it goes on sets True).
         self.block: bool | None = None
         # bpy.app.timers matches callbacks by identity: keep one bound method for (un)register.
         self._timer = self._tick
 
-    # ------------------------------------------------------------------ client
-
-    def client(self, url: str, token: str | None) -> BlockingClient:
-        """One connected client per (url, token): changing either in the preferences reconnects.
-
-        Worker threads only: connecting may take up to the open timeout.
-        """
-        with self._lock:
-            if self._client is None or self._client_key != (url, token):
-                if self._client is not None:
-                    self._client.close()
-                    self._client = None
-                client = BlockingClient(url, token, open_timeout=5.0)
-                try:
-                    client.connect()  # raises ServerUnavailable / Unauthorized for the report
-                except BaseException:
-                    client.close()
-                    raise
-                self._client, self._client_key = client, (url, token)
-            return self._client
-
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = None
-            self._client_key = None
+        """Unregistering: let go of every job, drop the timer, wait (briefly) for the threads,
+        so nothing of the extension still runs when Blender or the add-on goes away."""
+        for job_id in list(self._jobs):
+            self._let_go(job_id, cancel=True)
+        self._jobs.clear()
         if bpy.app.timers.is_registered(self._timer):
             bpy.app.timers.unregister(self._timer)
+        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def _thread(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name="brushlink", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
 
     # ------------------------------------------------------------------ jobs
 
@@ -127,9 +122,7 @@ class Worker:
             self._run(request, server)
             self.drain()
             return job.outcome
-        threading.Thread(
-            target=self._run, args=(request, server), name="brushlink-job", daemon=True
-        ).start()
+        self._thread(self._run, request, server)
         if not bpy.app.timers.is_registered(self._timer):
             bpy.app.timers.register(self._timer, first_interval=POLL_SECONDS, persistent=True)
         return None
@@ -138,18 +131,28 @@ class Worker:
         return list(self._jobs)
 
     def cancel(self, job_id: str | None = None) -> int:
-        """Ask the server to stop a job (all of them when ``job_id`` is None)."""
+        """Main thread: end a job (all of them when ``job_id`` is None) at once.
+
+        The job is discarded and reported cancelled here, whatever the server does; telling the
+        server (so it frees the device) happens in the background and may fail quietly, e.g.
+        when the server is gone.
+        """
         ids = [job_id] if job_id else list(self._jobs)
-        server = (preferences.server_url(), preferences.server_token())
         for one in ids:
-            threading.Thread(target=self._cancel, args=(one, server), daemon=True).start()
+            job = self._jobs.get(one)
+            if job is None:
+                continue
+            self._let_go(one, cancel=True)
+            job.placement.discard()
+            scene = bpy.data.scenes.get(job.scene_name)
+            self._finish(job, scene, Outcome("WARNING", f"{job.placement.label} cancelled."))
         return len(ids)
 
-    def _cancel(self, job_id: str, server: tuple[str, str | None]) -> None:
-        try:
-            self.client(*server).cancel(job_id)
-        except BrushlinkError as err:
-            self._events.put(("error", job_id, err))
+    def _let_go(self, job_id: str, *, cancel: bool) -> None:
+        with self._lock:
+            client = self._clients.pop(job_id, None)
+        if client is not None:
+            self._thread(_close_client, client, job_id if cancel else None)
 
     def _run(self, request: JobRequest, server: tuple[str, str | None]) -> None:
         """Worker thread: never touches bpy, only the queue."""
@@ -161,8 +164,12 @@ class Worker:
             elif isinstance(event, Preview) and event.image:
                 self._events.put(("preview", job_id, event.image))
 
+        client = BlockingClient(*server, open_timeout=CONNECT_SECONDS, timeout=CONNECT_SECONDS)
+        with self._lock:
+            self._clients[job_id] = client
         try:
-            result = self.client(*server).run(request, on_event)
+            client.connect()  # ServerUnavailable / Unauthorized at once, for the report
+            result = client.run(request, on_event, timeout=JOB_SECONDS)
         except JobWasCancelled:
             self._events.put(("cancelled", job_id, None))
         except BrushlinkError as err:
@@ -172,6 +179,11 @@ class Worker:
             self._events.put(("error", job_id, InternalError()))
         else:
             self._events.put(("result", job_id, result))
+        finally:
+            with self._lock:
+                mine = self._clients.pop(job_id, None)
+            if mine is not None:
+                mine.close()
 
     # ------------------------------------------------------------------ main thread
 
@@ -227,6 +239,14 @@ class Worker:
             _set_status(scene, outcome.message, 1.0 if outcome.level == "INFO" else 0.0, False)
         if not job.blocking:
             job.report(outcome)
+
+
+def _close_client(client: BlockingClient, cancel_job: str | None) -> None:
+    """Background thread: best-effort cancel on the server, then close the connection."""
+    if cancel_job is not None:
+        with contextlib.suppress(BrushlinkError):
+            client.cancel(cancel_job)
+    client.close()
 
 
 def _set_status(scene: bpy.types.Scene, text: str, progress: float, running: bool) -> None:
