@@ -56,6 +56,9 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     default_models: dict[str, str] = field(default_factory=dict)
     result_ttl_s: float = 900.0
+    vram_budget: str | None = None  # e.g. "10G": loaded pipelines beyond it are evicted
+    ram_budget: str | None = None
+    compile: bool = False  # torch.compile the UNet on GPUs (slow first job, faster after)
     limits: Limits = Limits()
 
     @property
@@ -86,6 +89,9 @@ def load_config(home: Path | None = None, **overrides: Any) -> ServerConfig:
         allowed_hosts=tuple(server.get("allowed_hosts", [])),
         default_models=dict(models.get("defaults", {})),
         result_ttl_s=float(server.get("result_ttl_s", 900.0)),
+        vram_budget=models.get("vram_budget"),
+        ram_budget=models.get("ram_budget"),
+        compile=bool(server.get("compile", False)),
         limits=limits,
     )
     given = {k: v for k, v in overrides.items() if v is not None}

@@ -8,6 +8,8 @@ import importlib
 BENCHES = {
     "transport": "brushlink.server.benchmarks.transport",
     "weight-free": "brushlink.server.benchmarks.weight_free",
+    "pipeline": "brushlink.server.sd.bench",
+    "builtin": "brushlink.server.builtin.bench",
 }
 
 

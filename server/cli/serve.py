@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--home", type=Path, help="BRUSHLINK_HOME: config, token, models, logs")
     p.add_argument("--models", type=Path, action="append", help="an extra model folder")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where models run")
+    p.add_argument("--vram-budget", help="GPU memory for loaded models, e.g. 10G")
+    p.add_argument("--ram-budget", help="RAM for loaded models on the CPU, e.g. 8G")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the UNet")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
 
@@ -32,6 +35,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         device=args.device,
         models_dirs=tuple(args.models) if args.models else None,
+        vram_budget=args.vram_budget,
+        ram_budget=args.ram_budget,
+        compile=args.compile,
     )
 
 

@@ -110,9 +110,10 @@ class DiffusersEngine(Engine):
         return cls(
             list(config.all_model_dirs),
             device,
-            getattr(config, "vram_budget", None),
-            getattr(config, "ram_budget", None),
+            config.vram_budget,
+            config.ram_budget,
             ranker=getattr(rank, "ranker", None),
+            compile=config.compile,
         )
 
     # ------------------------------------------------------------------ models
