@@ -12,10 +12,12 @@ from .registry import EngineRegistry
 
 log = logging.getLogger("brushlink.engines")
 
-# module, class, and how to construct it from (config, device)
+# (module, class): a class with ``from_config(config, device, built)`` is built from the
+# config and the engines built before it; others take no arguments.
 ENGINES = [
     ("rank", "RankEngine"),  # before diffusers, which ranks its candidates with it
     ("diffusers_engine", "DiffusersEngine"),
+    ("builtin", "BuiltinEngine"),  # the model shipped in the package
     ("fill", "FillEngine"),
     ("filters", "FiltersEngine"),
 ]
@@ -24,12 +26,7 @@ ENGINES = [
 def build_engines(config: ServerConfig, device: str) -> list[Engine]:
     engines: list[Engine] = []
     for module_name, class_name in ENGINES:
-        try:
-            module = importlib.import_module(f"{__package__}.{module_name}")
-        except ModuleNotFoundError as exc:  # TEMP while engines land
-            if exc.name != f"{__package__}.{module_name}":
-                raise
-            continue
+        module = importlib.import_module(f"{__package__}.{module_name}")
         cls = getattr(module, class_name)
         factory = getattr(cls, "from_config", None)
         engines.append(factory(config, device, engines) if factory else cls())
