@@ -139,6 +139,11 @@ def test_krita_exits_cleanly_after_the_jobs(report: dict) -> None:
     assert report["krita_exit_code"] == 0, report["krita_log_tail"]
 
 
+def test_no_exception_escapes_to_krita(report: dict) -> None:
+    # Krita turns an exception escaping a Qt callback into a traceback dialog.
+    assert not report.get("uncaught"), "\n".join(report["uncaught"])
+
+
 def test_rectangular_inpaint_fills_the_selection_only(report: dict) -> None:
     entry = _ok(report, "rect_inpaint")
     assert entry["type"] == "paintlayer"
@@ -214,6 +219,14 @@ def test_style_takes_the_colours_of_a_reference_layer(report: dict) -> None:
     assert entry["before_mean_bgr"][2] > entry["before_mean_bgr"][0]
 
 
+def test_cancel_mid_run_ends_the_job_and_adds_nothing(report: dict) -> None:
+    entry = _ok(report, "cancel_while_running")
+    assert entry["steps_seen"], "the job never reported progress"
+    assert entry["error"]["code"] == "cancelled"
+    assert not entry["node"]
+    assert entry["layers_unchanged"]
+
+
 def test_excluded_layers_are_hidden_from_the_server(report: dict) -> None:
     entry = _ok(report, "excluded_layers_are_not_sent")
     assert entry["first_pixel"]["with"] == [0, 0, 255, 255]
@@ -247,8 +260,12 @@ def test_docker_generates_reports_and_discards(report: dict) -> None:
     assert entry["status_down"].startswith("Failed: ")
     assert "cannot be reached" in entry["status_down"]
     assert entry["layers_after_error"] == entry["after_discard"]
-    assert entry["restored_prompt"] == "patch the table"
-    assert entry["restored_mode"] == "inpaint"
+    assert entry["generate_status"] == "Done: [brushlink] red brick wall texture (3)"
+    assert entry["preview_shown"]
+    assert "[brushlink] red brick wall texture (3)" in entry["generated_layers"]
+    assert entry["restored_prompt"] == "red brick wall texture"
+    assert entry["restored_mode"] == "generate"
+    assert entry["restored_seed"] == 3
 
 
 def test_last_prompt_is_saved_in_the_kra(report: dict) -> None:

@@ -6,6 +6,7 @@ report that tests/test_krita_bridge.py asserts on. A scenario that raises is rec
 error and traceback; the next one still runs.
 """
 
+import faulthandler
 import importlib.util
 import json
 import math
@@ -15,6 +16,7 @@ import time
 import traceback
 
 from krita import Krita, Selection
+from PyQt5 import sip
 from PyQt5.QtCore import QEventLoop, QTimer
 
 with open(os.environ["BRUSHLINK_KRITA_TEST"]) as _config:
@@ -361,6 +363,38 @@ def style_from_a_reference_layer():
 
 
 @scenario
+def cancel_while_running():
+    import brushlink_krita
+    from brushlink_krita.core import protocol
+    from brushlink_krita.options import JobOptions
+
+    doc = open_photo("coffee")
+    doc.setSelection(Selection())
+    before_layers = names(doc)
+    state = {"done": False, "steps_seen": []}
+    job = {}
+
+    def on_event(event):
+        if isinstance(event, protocol.Progress) and event.step >= 1:
+            state["steps_seen"].append([event.step, event.total])
+            job["job"].cancel()  # as the docker's Cancel button does, mid-run
+
+    def on_done(node, error):
+        state.update(done=True, node=node, error=error)
+
+    options = JobOptions(mode="generate", prompt="blue water", model="builtin", steps=100)
+    job["job"] = brushlink_krita.start(options, doc, on_done=on_done, on_event=on_event, url=URL)
+    wait_until(lambda: state["done"], limit_s=600)
+    error = state.get("error")
+    return {
+        "error": error_info(error) if error else None,
+        "node": state.get("node") is not None,
+        "steps_seen": state["steps_seen"][:3],
+        "layers_unchanged": names(doc) == before_layers,
+    }
+
+
+@scenario
 def excluded_layers_are_not_sent():
     import brushlink_krita
     from brushlink_krita.images import png_to_bgra
@@ -446,6 +480,20 @@ def docker_round_trip():
     }
     docker.discard_button.click()
     info["after_discard"] = names(doc)
+    # Generate with the builtin model: progress and previews arrive while it runs.
+    doc.setSelection(Selection())
+    docker.mode.setCurrentText("generate")
+    docker.model.setCurrentText("builtin")
+    docker.prompt.setPlainText("red brick wall texture")
+    docker.random_seed.setChecked(False)
+    docker.seed.setValue(3)
+    docker.generate_button.click()
+    wait_until(lambda: docker.job is None, limit_s=600)
+    pixmap = docker.preview.pixmap()
+    info["generate_status"] = docker.status.text()
+    info["preview_shown"] = pixmap is not None and not pixmap.isNull()
+    info["generated_layers"] = names(doc)
+    docker.discard_button.click()
     # A stopped server: the message lands in the docker, nothing raises.
     docker.url.setText(CONFIG["down_url"])
     docker.generate_button.click()
@@ -458,6 +506,10 @@ def docker_round_trip():
     fresh.canvasChanged(None)
     info["restored_prompt"] = fresh.prompt.toPlainText()
     info["restored_mode"] = fresh.mode.currentText()
+    info["restored_seed"] = None if fresh.random_seed.isChecked() else fresh.seed.value()
+    # In Krita a docker belongs to the main window; these two have no parent: free them now.
+    sip.delete(docker)
+    sip.delete(fresh)
     return info
 
 
@@ -483,8 +535,18 @@ def settings_travel_with_the_kra():
     }
 
 
+def record_uncaught(exc_type, exc, tb):
+    """Krita shows a modal traceback dialog for an exception escaping a Qt callback (and a
+    headless run hangs on it); the plugin must never let one escape. Record it instead."""
+    REPORT.setdefault("uncaught", []).append("".join(traceback.format_exception(exc_type, exc, tb)))
+
+
 def __main__(args):
     started = time.monotonic()
+    sys.excepthook = record_uncaught
+    # A hang must end with the stacks of every thread, not a silent kill.
+    hang_log = open(os.path.join(CONFIG["workdir"], "hang.txt"), "w")  # noqa: SIM115
+    faulthandler.dump_traceback_later(CONFIG.get("hang_s", 480), exit=True, file=hang_log)
     for run in (
         install,
         rect_inpaint,
@@ -493,6 +555,7 @@ def __main__(args):
         style_sketch_canvas,
         style_from_a_reference_layer,
         generate_candidates_group,
+        cancel_while_running,
         excluded_layers_are_not_sent,
         errors_leave_the_document_alone,
         docker_round_trip,
@@ -506,5 +569,9 @@ def __main__(args):
     REPORT["total_seconds"] = round(time.monotonic() - started, 3)
     if "brushlink_krita" in sys.modules:
         sys.modules["brushlink_krita"].shutdown()
+    # kritarunner never closes documents itself; left open, Krita frees them after its own
+    # teardown once a docker has been created, and crashes on exit.
+    for doc in Krita.instance().documents():
+        doc.close()
     with open(CONFIG["report"], "w") as f:
         json.dump(REPORT, f, indent=1)

@@ -13,6 +13,7 @@ of candidates. Failures raise a ``BrushlinkError`` subclass (``ServerUnavailable
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ from .options import JobOptions
 from .runner import Connection, RemoteJob, as_brushlink_error
 from .selection import build_request
 from .settings import Settings, save_to_document
+
+log = logging.getLogger("brushlink.krita")
 
 DoneCallback = Callable[[Any, "errors.BrushlinkError | None"], None]
 
@@ -59,7 +62,10 @@ def start(
         except Exception as exc:
             on_done(None, as_brushlink_error(exc))
             return
-        save_to_document(document, options)
+        try:
+            save_to_document(document, options)
+        except Exception:  # losing the remembered prompt must not lose the result
+            log.exception("brushlink: could not store the options in the document")
         on_done(node, None)
 
     return RemoteJob(connection(url, token), job, finished, on_event).start()

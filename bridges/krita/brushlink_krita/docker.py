@@ -9,6 +9,7 @@ status line, never as a traceback dialog.
 from __future__ import annotations
 
 from krita import DockWidget, Krita
+from PyQt5 import sip
 from PyQt5.QtCore import Qt
 from PyQt5.QtGui import QImage, QPixmap
 from PyQt5.QtWidgets import (
@@ -180,7 +181,13 @@ class BrushlinkDocker(DockWidget):
 
         self._connecting = Background(work, self._connected).start()
 
+    def _gone(self) -> bool:
+        """True once Qt has deleted this docker (its window closed while a job was out)."""
+        return sip.isdeleted(self)
+
     def _connected(self, welcome, error) -> None:
+        if self._gone():
+            return
         if error is not None:
             self.status.setText(f"Not connected: {as_brushlink_error(error).message}")
             return
@@ -293,6 +300,8 @@ class BrushlinkDocker(DockWidget):
             self.job.cancel()
 
     def _event(self, event) -> None:
+        if self._gone():
+            return
         if isinstance(event, protocol.Queued):
             self.status.setText(f"Queued ({event.position} ahead)")
         elif isinstance(event, protocol.Started):
@@ -308,6 +317,8 @@ class BrushlinkDocker(DockWidget):
                 self.preview.setPixmap(pixmap.scaledToWidth(width, Qt.SmoothTransformation))
 
     def _finished(self, node, error) -> None:
+        if self._gone():
+            return
         self.job = None
         self.generate_button.setEnabled(True)
         self.cancel_button.setEnabled(False)

@@ -9,6 +9,7 @@ touch Krita's API always run on the main thread and the UI never waits on the ne
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from PyQt5.QtCore import QCoreApplication, QTimer
 from .core import blocking, errors, protocol, request
 
 POLL_MS = 20
+log = logging.getLogger("brushlink.krita")
 
 
 class Connection:
@@ -117,12 +119,19 @@ class Background:
                 # Drop the callbacks: they hold Krita documents and nodes, and a cycle that
                 # lives until interpreter exit would free them after Krita is gone.
                 self._work = self._on_done = self._on_event = None
-                on_done(item.value, item.error)
+                _guarded(on_done, item.value, item.error)
                 return
             if self._on_event is not None:
-                # A display problem must not lose the job's result.
-                with contextlib.suppress(Exception):
-                    self._on_event(item)
+                _guarded(self._on_event, item)
+
+
+def _guarded(callback: Callable[..., None], *args: Any) -> None:
+    """Run a callback from a Qt timer. Krita turns an exception escaping a Qt callback into
+    a traceback dialog; here it is logged instead (e.g. the docker was closed meanwhile)."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("brushlink: a callback failed")
 
 
 class RemoteJob:
