@@ -274,3 +274,31 @@ def test_cancel_a_running_job_stops_it_at_its_next_step(server, astronaut) -> No
     steps, final, _ = _run(main())
     assert isinstance(final, Cancelled)
     assert max(steps) < 20  # it stopped long before the 22 steps of the whole job
+
+
+def test_client_reconnects_after_a_server_restart_and_gets_its_result(
+    server_factory, astronaut
+) -> None:
+    srv = server_factory()
+    big = cv2.resize(astronaut, (1536, 1536))
+
+    async def main():
+        async with Client(srv.url, srv.token, max_reconnect_delay=0.5) as client:
+            handle = await client.submit(
+                JobRequest(JobSpec(kind="style", style="watercolor"), image=_png(big))
+            )
+            events = []
+            async for event in handle.events():
+                events.append(event.type)
+                if event.type == "started" and events.count("started") == 1:
+                    # The server dies mid-job and comes back on the same port with the same
+                    # token; it has forgotten the job, so the client submits it again.
+                    await asyncio.to_thread(srv.kill)
+                    await asyncio.to_thread(srv.start)
+            return events, event
+
+    events, final = _run(main())
+    assert isinstance(final, Result), events
+    assert events.count("accepted") == 2  # once per server life
+    out = decode_rgba(final.result_images()[0].png, "result")
+    assert out.shape == (1536, 1536, 4)
