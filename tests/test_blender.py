@@ -293,6 +293,27 @@ def test_texture_fill_derived_maps_are_wired(blender_sd: Blender, sd_server) -> 
     assert np.corrcoef(texture.ravel(), rough.ravel())[0, 1] < -0.95
 
 
+def test_a_second_fill_reuses_the_node_and_meshes_without_uvs_get_box_projection(
+    blender_sd: Blender, sd_server
+) -> None:
+    facts, _ = blender_sd.run(
+        "texture_fill",
+        url=sd_server.url,
+        model="tiny",
+        width=64,
+        height=64,
+        steps=2,
+        no_uv=1,
+        twice=1,
+    )
+    assert facts["returned"] == ["FINISHED"], facts.get("report")
+    assert facts["second"]["returned"] == ["FINISHED"], facts["second"].get("report")
+    assert facts["nodes"].keys() == facts["first_nodes"].keys()  # no node piles up
+    assert facts["nodes"]["brushlink texture"]["image"] == "Texture: mossy stone wall.001"
+    assert ["brushlink coordinates", "Generated", "brushlink texture", "Vector"] in facts["links"]
+    assert facts["projection"] == "BOX"
+
+
 def test_previews_show_then_cancel_leaves_no_texture_and_no_material(
     blender_sd: Blender, sd_server
 ) -> None:

@@ -136,6 +136,9 @@ def scenario_texture_fill(args: dict, out: Path) -> dict:
     obj.select_set(True)
     if args.get("drop_material") == "1":
         obj.data.materials.clear()
+    if args.get("no_uv") == "1":
+        while obj.data.uv_layers:
+            obj.data.uv_layers.remove(obj.data.uv_layers[0])
     props = scene.brushlink
     props.prompt = args.get("prompt", "mossy stone wall")
     props.width = int(args.get("width", 256))
@@ -153,6 +156,12 @@ def scenario_texture_fill(args: dict, out: Path) -> dict:
         cancel_midway(bpy.ops.brushlink.texture_fill, facts, int(args["cancel_at_step"]), kill)
     else:
         run_operator(bpy.ops.brushlink.texture_fill, facts)
+    if args.get("twice") == "1":
+        facts["first_nodes"] = material_facts(obj)["nodes"]
+        props.seed += 1
+        run_operator(bpy.ops.brushlink.texture_fill, facts.setdefault("second", {}))
+    tex = obj.active_material and obj.active_material.node_tree.nodes.get("brushlink texture")
+    facts["projection"] = tex.projection if tex else None
     facts["images_after"] = sorted(i.name for i in bpy.data.images)
     facts["materials_after"] = sorted(m.name for m in bpy.data.materials)
     facts.update(material_facts(obj))
