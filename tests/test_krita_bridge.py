@@ -260,12 +260,18 @@ def test_docker_generates_reports_and_discards(report: dict) -> None:
     assert entry["status_down"].startswith("Failed: ")
     assert "cannot be reached" in entry["status_down"]
     assert entry["layers_after_error"] == entry["after_discard"]
-    assert entry["generate_status"] == "Done: [brushlink] red brick wall texture (3)"
+    assert entry["reconnected"].startswith("Connected")
+    assert entry["restored_prompt"] == "patch the table"
+    assert entry["restored_mode"] == "inpaint"
+    assert entry["restored_seed"] is None  # random seed stays random
+
+
+def test_docker_shows_progress_and_previews(report: dict) -> None:
+    entry = _ok(report, "docker_generate_with_previews")
+    assert entry["status"] == "Done: [brushlink] red brick wall texture (3)"
+    assert entry["progress_max"] > 1  # the bar followed the server's steps
     assert entry["preview_shown"]
-    assert "[brushlink] red brick wall texture (3)" in entry["generated_layers"]
-    assert entry["restored_prompt"] == "red brick wall texture"
-    assert entry["restored_mode"] == "generate"
-    assert entry["restored_seed"] == 3
+    assert "[brushlink] red brick wall texture (3)" in entry["layers"]
 
 
 def test_last_prompt_is_saved_in_the_kra(report: dict) -> None:

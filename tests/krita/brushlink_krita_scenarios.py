@@ -480,26 +480,17 @@ def docker_round_trip():
     }
     docker.discard_button.click()
     info["after_discard"] = names(doc)
-    # Generate with the builtin model: progress and previews arrive while it runs.
-    doc.setSelection(Selection())
-    docker.mode.setCurrentText("generate")
-    docker.model.setCurrentText("builtin")
-    docker.prompt.setPlainText("red brick wall texture")
-    docker.random_seed.setChecked(False)
-    docker.seed.setValue(3)
-    docker.generate_button.click()
-    wait_until(lambda: docker.job is None, limit_s=600)
-    pixmap = docker.preview.pixmap()
-    info["generate_status"] = docker.status.text()
-    info["preview_shown"] = pixmap is not None and not pixmap.isNull()
-    info["generated_layers"] = names(doc)
-    docker.discard_button.click()
     # A stopped server: the message lands in the docker, nothing raises.
     docker.url.setText(CONFIG["down_url"])
     docker.generate_button.click()
     wait_until(lambda: docker.job is None)
     info["status_down"] = docker.status.text()
     info["layers_after_error"] = names(doc)
+    # Reconnect to the live server again (a fresh connection, the models listed anew).
+    docker.url.setText(URL)
+    docker.reconnect_button.click()
+    wait_until(lambda: docker.status.text() != "Connecting…")
+    info["reconnected"] = docker.status.text()
     # The document remembers the last prompt; a fresh docker shows it.
     fresh = BrushlinkDocker()
     fresh.document_override = doc
@@ -510,6 +501,41 @@ def docker_round_trip():
     # In Krita a docker belongs to the main window; these two have no parent: free them now.
     sip.delete(docker)
     sip.delete(fresh)
+    return info
+
+
+@scenario
+def docker_generate_with_previews():
+    from brushlink_krita.docker import BrushlinkDocker
+
+    doc = open_photo("astronaut")
+    doc.setSelection(Selection())
+    docker = BrushlinkDocker()
+    docker.document_override = doc
+    wait_until(lambda: docker.status.text() != "Connecting…")
+    seen = {"progress_max": 0}
+    original_event = docker._event
+
+    def spy(event):  # watch the bar as events arrive, then let the docker handle them
+        original_event(event)
+        seen["progress_max"] = max(seen["progress_max"], docker.progress.maximum())
+
+    docker._event = spy
+    docker.mode.setCurrentText("generate")
+    docker.model.setCurrentText("builtin")
+    docker.prompt.setPlainText("red brick wall texture")
+    docker.random_seed.setChecked(False)
+    docker.seed.setValue(3)
+    docker.generate_button.click()
+    wait_until(lambda: docker.job is None, limit_s=600)
+    pixmap = docker.preview.pixmap()
+    info = {
+        "status": docker.status.text(),
+        "preview_shown": pixmap is not None and not pixmap.isNull(),
+        "progress_max": seen["progress_max"],
+        "layers": names(doc),
+    }
+    sip.delete(docker)
     return info
 
 
@@ -559,6 +585,7 @@ def __main__(args):
         excluded_layers_are_not_sent,
         errors_leave_the_document_alone,
         docker_round_trip,
+        docker_generate_with_previews,
         settings_travel_with_the_kra,
     ):
         if run is not install and not REPORT.get("install", {}).get("ok"):

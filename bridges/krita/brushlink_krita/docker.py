@@ -175,6 +175,10 @@ class BrushlinkDocker(DockWidget):
         self.status.setText("Connecting…")
         # Resolve the connection here: Krita's settings may only be read on the main thread.
         connection = api.connection(**self._where())
+        if connection.welcome is not None and self.job is None:
+            # Asked again: open a fresh connection, so a restarted server's models show.
+            connection.close()
+            connection = api.connection(**self._where())
 
         def work(_emit):
             return connection.ensure_connected()

@@ -52,6 +52,13 @@ class Connection:
         for conn in conns:
             conn.client.close()
 
+    def close(self) -> None:
+        """Forget this connection (the next ``get`` opens a new one) and close it."""
+        with Connection._open_lock:
+            if Connection._open.get((self.url, self.token)) is self:
+                del Connection._open[(self.url, self.token)]
+        self.client.close()
+
     @property
     def welcome(self) -> protocol.Welcome | None:
         return self.client.welcome
