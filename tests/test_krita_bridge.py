@@ -243,6 +243,8 @@ def test_errors_are_clear_and_change_nothing(report: dict) -> None:
     assert errors["unknown_model"]["code"] == "unknown_model"
     assert errors["bad_option"]["code"] == "invalid_field"
     assert "colour" in errors["bad_option"]["message"]
+    assert errors["silent_server"]["code"] == "server_unavailable"
+    assert "did not finish within 1 s" in errors["silent_server"]["message"]
     assert errors["no_selection"]["code"] == "invalid_field"
     assert "selection" in errors["no_selection"]["message"]
     assert entry["layers_unchanged"]

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import socket
 import sys
 import time
 import traceback
@@ -433,12 +434,23 @@ def errors_leave_the_document_alone():
         "unknown_model": {"url": URL, "model": "no-such-model"},
         "bad_option": {"url": URL, "colour": "blue"},
     }
+    # A server that accepts connections and never answers: only the call's timeout ends it.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    cases["silent_server"] = {
+        "url": f"ws://127.0.0.1:{silent.getsockname()[1]}/v1",
+        "model": "fill",
+        "timeout": 1,
+    }
     for case, kwargs in cases.items():
+        kwargs.setdefault("timeout", 120)
         try:
-            brushlink_krita.inpaint("", doc, timeout=120, **kwargs)
+            brushlink_krita.inpaint("", doc, **kwargs)
             found[case] = None
         except Exception as exc:
             found[case] = error_info(exc)
+    silent.close()
     doc.setSelection(Selection())
     try:
         brushlink_krita.inpaint("", doc, url=URL, model="fill")

@@ -98,9 +98,16 @@ def run(options: JobOptions, document=None, *, timeout: float | None = None, **w
         timeout = Settings.load().timeout or None
     timer = None
     if timeout:
+
+        def give_up() -> None:
+            # Even a server that stopped answering cannot hold the caller, nor add a
+            # layer after it has been told the job failed.
+            job.abandon()
+            done(None, errors.ServerUnavailable(f"The job did not finish within {timeout:g} s."))
+
         timer = QTimer()
         timer.setSingleShot(True)
-        timer.timeout.connect(job.cancel)
+        timer.timeout.connect(give_up)
         timer.start(int(timeout * 1000))
     if not job.finished:
         loop.exec_()
@@ -109,8 +116,6 @@ def run(options: JobOptions, document=None, *, timeout: float | None = None, **w
     node, error = outcome.pop("node"), outcome.pop("error")
     if error is None:
         return node
-    if isinstance(error, errors.JobWasCancelled) and timer is not None:
-        error = errors.ServerUnavailable(f"The job did not finish within {timeout:g} s.")
     try:
         raise error
     finally:

@@ -154,7 +154,9 @@ class RemoteJob:
         self.connection = connection
         self.request = job
         self.cancelled = False
-        self._background = Background(self._work, on_done, on_event)
+        self.abandoned = False
+        self._on_done = on_done
+        self._background = Background(self._work, self._finish, on_event)
 
     @property
     def job_id(self) -> str:
@@ -173,6 +175,17 @@ class RemoteJob:
         if self.cancelled:
             raise errors.JobWasCancelled()
         return self.connection.client.run(self.request, on_event=emit)
+
+    def _finish(self, result: protocol.Result | None, error: BaseException | None) -> None:
+        on_done, self._on_done = self._on_done, None
+        if not self.abandoned and on_done is not None:
+            on_done(result, error)
+
+    def abandon(self) -> None:
+        """Stop caring about this job: cancel it, and drop whatever it still sends back (no
+        layer appears after the caller has been told the job failed)."""
+        self.abandoned = True
+        self.cancel()
 
     def cancel(self) -> None:
         """Ask the server to stop; the job then ends with JobWasCancelled."""
