@@ -172,6 +172,13 @@ def test_soft_elliptical_selection_stays_soft(report: dict) -> None:
     assert x <= 320 and y <= 110 and x + w >= 440 and y + h >= 190
 
 
+def test_wide_feathering_on_a_small_copy_matches_krita_at_full_size(report: dict) -> None:
+    entry = _ok(report, "wide_feather_mask")
+    assert entry["mean_diff"] < 4 and entry["max_diff"] < 32  # out of 255
+    assert entry["corner"] == 0 and entry["centre"] == 255
+    assert entry["soft_levels"] > 100
+
+
 def test_documents_of_other_colour_depths_get_an_8_bit_layer(report: dict) -> None:
     entry = _ok(report, "sixteen_bit_document")
     assert entry["doc_depth"] == "U16"

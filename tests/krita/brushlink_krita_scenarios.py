@@ -257,6 +257,35 @@ def soft_ellipse_inpaint():
 
 
 @scenario
+def wide_feather_mask():
+    from brushlink_krita import selection
+    from brushlink_krita.core import regions
+
+    doc = open_photo("astronaut")
+    soft_ellipse(doc, 256, 256, 150, 110, 4)
+    sel = doc.selection()
+    box = regions.Box(64, 104, 384, 304)
+    started = time.monotonic()
+    fast = selection._grown_mask(sel, box, 12, 48)  # blurred on a 1/6 copy
+    fast_s = time.monotonic() - started
+    selection.FEATHER_WORK = 10**6  # the same mask at full size, Krita's own way
+    started = time.monotonic()
+    full = selection._grown_mask(sel, box, 12, 48)
+    full_s = time.monotonic() - started
+    selection.FEATHER_WORK = 8
+    diffs = [abs(a - b) for a, b in zip(fast, full, strict=True)]
+    return {
+        "mean_diff": sum(diffs) / len(diffs),
+        "max_diff": max(diffs),
+        "soft_levels": len(set(fast)),
+        "corner": fast[0],
+        "centre": fast[(152 * 384) + 192],
+        "fast_s": round(fast_s, 3),
+        "full_s": round(full_s, 3),
+    }
+
+
+@scenario
 def sixteen_bit_document():
     import brushlink_krita
 
@@ -589,6 +618,7 @@ def __main__(args):
         install,
         rect_inpaint,
         soft_ellipse_inpaint,
+        wide_feather_mask,
         sixteen_bit_document,
         style_sketch_canvas,
         style_from_a_reference_layer,

@@ -9,7 +9,7 @@ take seconds per megapixel inside Krita). Other colour spaces are read through
 from __future__ import annotations
 
 from PyQt5.QtCore import QBuffer, QByteArray, QIODevice, Qt
-from PyQt5.QtGui import QImage
+from PyQt5.QtGui import QImage, QPainter
 
 from .core import errors, regions
 
@@ -48,14 +48,7 @@ def png_to_bgra(png: bytes, width: int, height: int) -> bytes:
         raise errors.InvalidImage("The server sent an image Qt cannot decode.")
     if (image.width(), image.height()) != (width, height):
         image = image.scaled(width, height, Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
-    image = image.convertToFormat(QImage.Format_ARGB32)
-    bits = image.constBits()
-    bits.setsize(image.sizeInBytes())
-    raw = bytes(bits)
-    stride = image.bytesPerLine()
-    if stride == 4 * width:
-        return raw
-    return b"".join(raw[row * stride : row * stride + 4 * width] for row in range(height))
+    return _bits(image.convertToFormat(QImage.Format_ARGB32), 4 * width)
 
 
 def read_visible(document, box: regions.Box, exclude: list[str] | tuple[str, ...] = ()) -> bytes:
@@ -77,10 +70,7 @@ def read_visible(document, box: regions.Box, exclude: list[str] | tuple[str, ...
         if is_rgba8(document):
             return bytes(document.pixelData(box.x, box.y, box.width, box.height))
         image = document.projection(box.x, box.y, box.width, box.height)
-        image = image.convertToFormat(QImage.Format_ARGB32)
-        bits = image.constBits()
-        bits.setsize(image.sizeInBytes())
-        return bytes(bits)
+        return _bits(image.convertToFormat(QImage.Format_ARGB32), 4 * box.width)
     finally:
         for node in hidden:
             node.setVisible(True)
@@ -104,8 +94,34 @@ def layer_png(document, name: str) -> bytes:
     return _save_png(image)
 
 
-def scale_alpha(bgra: bytes, mask: bytes) -> bytes:
-    """Multiply each pixel's alpha by an 8-bit mask (255 keeps it, 0 clears it)."""
-    out = bytearray(bgra)
-    out[3::4] = bytes((a * m + 127) // 255 for a, m in zip(bgra[3::4], mask, strict=True))
-    return bytes(out)
+def _bits(image: QImage, row_bytes: int) -> bytes:
+    """An image's pixels without the padding Qt adds at the end of each row."""
+    bits = image.constBits()
+    bits.setsize(image.sizeInBytes())
+    raw = bytes(bits)
+    stride = image.bytesPerLine()
+    if stride == row_bytes:
+        return raw
+    return b"".join(raw[y * stride : y * stride + row_bytes] for y in range(image.height()))
+
+
+def scale_alpha(bgra: bytes, mask: bytes, width: int, height: int) -> bytes:
+    """Multiply each pixel's alpha by an 8-bit mask (255 keeps it, 0 clears it).
+
+    Qt composites in C++ (DestinationIn); a Python loop takes a second for 4 megapixels.
+    """
+    image = QImage(bgra, width, height, 4 * width, QImage.Format_ARGB32)
+    image = image.convertToFormat(QImage.Format_ARGB32_Premultiplied)
+    alpha = QImage(mask, width, height, width, QImage.Format_Alpha8)
+    painter = QPainter(image)
+    painter.setCompositionMode(QPainter.CompositionMode_DestinationIn)
+    painter.drawImage(0, 0, alpha)
+    painter.end()
+    return _bits(image.convertToFormat(QImage.Format_ARGB32), 4 * width)
+
+
+def resize_gray(gray: bytes, width: int, height: int, new_width: int, new_height: int) -> bytes:
+    """Smoothly resize an 8-bit mask."""
+    image = QImage(gray, width, height, width, QImage.Format_Grayscale8)
+    image = image.scaled(new_width, new_height, Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
+    return _bits(image.convertToFormat(QImage.Format_Grayscale8), new_width)

@@ -26,7 +26,7 @@ def _paint_layer(document, name: str, placement: Placement, png: bytes):
     box = placement.box
     bgra = png_to_bgra(png, box.width, box.height)
     if placement.alpha is not None:
-        bgra = scale_alpha(bgra, placement.alpha)
+        bgra = scale_alpha(bgra, placement.alpha, box.width, box.height)
     node = document.createNode(name, "paintlayer")
     if not is_rgba8(document):
         # The result is 8-bit sRGB; a layer may have its own colour space in Krita.

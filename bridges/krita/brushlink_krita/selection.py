@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from krita import Selection
+
 from .core import errors, regions, request
-from .images import bgra_to_png, gray_to_png, layer_png, read_visible
+from .images import bgra_to_png, gray_to_png, layer_png, read_visible, resize_gray
 from .options import JobOptions
 
 Box = regions.Box
@@ -86,17 +88,44 @@ def build_request(document, options: JobOptions) -> tuple[request.JobRequest, Pl
     alpha = None
     if sel is not None:
         if mode == "inpaint":
-            mask = sel.duplicate()
-            if grow:
-                mask.grow(grow, grow)
-            if feather:
-                mask.feather(feather)
-            job.mask = gray_to_png(bytes(mask.pixelData(*_xywh(box))), box.width, box.height)
+            job.mask = gray_to_png(_grown_mask(sel, box, grow, feather), box.width, box.height)
         if mode in ("inpaint", "style"):
             # The layer is limited to the artist's own (soft) selection, not the grown mask,
             # so nothing outside what they selected changes.
             alpha = bytes(sel.pixelData(*_xywh(box)))
     return job, Placement(document, box, alpha)
+
+
+FEATHER_WORK = 8  # feathering wider than this runs on a smaller copy of the mask
+
+
+def _grown_mask(sel, box: Box, grow: int, feather: int) -> bytes:
+    """The selection inside ``box``, grown and feathered, as 8-bit coverage.
+
+    A wide feather is a wide blur: Krita takes seconds for one on a large selection, so it
+    runs at 1/scale of the size (scale = feather / 8) and the soft result is scaled back up,
+    which a blur survives without visible change. ``box`` holds every selected pixel plus
+    grow + feather, so nothing outside it takes part.
+    """
+    scale = max(1, feather // FEATHER_WORK)
+    if scale == 1:
+        mask = sel.duplicate()
+        if grow:
+            mask.grow(grow, grow)
+        if feather:
+            mask.feather(feather)
+        return bytes(mask.pixelData(*_xywh(box)))
+    small_w, small_h = max(1, box.width // scale), max(1, box.height // scale)
+    coverage = bytes(sel.pixelData(*_xywh(box)))
+    small = Selection()
+    small.setPixelData(
+        resize_gray(coverage, box.width, box.height, small_w, small_h), 0, 0, small_w, small_h
+    )
+    if grow // scale:
+        small.grow(grow // scale, grow // scale)
+    small.feather(max(1, feather // scale))
+    soft = bytes(small.pixelData(0, 0, small_w, small_h))
+    return resize_gray(soft, small_w, small_h, box.width, box.height)
 
 
 def _xywh(box: Box) -> tuple[int, int, int, int]:
