@@ -21,44 +21,36 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def encode_rgba(width: int, height: int, rgba: bytes, *, level: int = 1) -> bytes:
-    """Encode RGBA8 pixels (top row first) as PNG. Level 1: fast, still small for art."""
-    stride = width * 4
-    if len(rgba) != stride * height:
+def _encode(
+    width: int, height: int, pixels: bytes, channels: int, colour: int, level: int
+) -> bytes:
+    stride = width * channels
+    if len(pixels) != stride * height:
         raise ValueError(
-            f"expected {stride * height} bytes for {width}x{height} RGBA, got {len(rgba)}"
+            f"expected {stride * height} bytes for {width}x{height}, got {len(pixels)}"
         )
     raw = bytearray()
-    view = memoryview(rgba)
+    view = memoryview(pixels)
     for y in range(height):
-        raw.append(0)  # filter type: none
+        raw.append(0)  # row filter: none, so decoding needs no per-byte Python loop
         raw += view[y * stride : (y + 1) * stride]
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
     return (
         SIGNATURE
         + chunk(b"IHDR", ihdr)
         + chunk(b"IDAT", zlib.compress(bytes(raw), level))
         + chunk(b"IEND", b"")
     )
+
+
+def encode_rgba(width: int, height: int, rgba: bytes, *, level: int = 1) -> bytes:
+    """Encode RGBA8 pixels (top row first) as PNG. Level 1: fast, still small for art."""
+    return _encode(width, height, rgba, 4, 6, level)
 
 
 def encode_gray(width: int, height: int, gray: bytes, *, level: int = 1) -> bytes:
     """Encode 8-bit greyscale (e.g. a selection mask) as PNG."""
-    if len(gray) != width * height:
-        raise ValueError(
-            f"expected {width * height} bytes for {width}x{height} grey, got {len(gray)}"
-        )
-    raw = bytearray()
-    for y in range(height):
-        raw.append(0)
-        raw += gray[y * width : (y + 1) * width]
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        SIGNATURE
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(bytes(raw), level))
-        + chunk(b"IEND", b"")
-    )
+    return _encode(width, height, gray, 1, 0, level)
 
 
 def read_header(png: bytes) -> tuple[int, int, int, int, int]:
