@@ -34,13 +34,13 @@ def _encode(
     for y in range(height):
         raw.append(0)  # row filter: none, so decoding needs no per-byte Python loop
         raw += view[y * stride : (y + 1) * stride]
+    return assemble(width, height, colour, zlib.compress(bytes(raw), level))
+
+
+def assemble(width: int, height: int, colour: int, idat: bytes) -> bytes:
+    """A whole 8-bit PNG file from its compressed, filtered rows."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    return (
-        SIGNATURE
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(bytes(raw), level))
-        + chunk(b"IEND", b"")
-    )
+    return b"".join([SIGNATURE, chunk(b"IHDR", ihdr), chunk(b"IDAT", idat), chunk(b"IEND", b"")])
 
 
 def encode_rgba(width: int, height: int, rgba: bytes, *, level: int = 1) -> bytes:

@@ -61,12 +61,4 @@ def encode_rgba(image: np.ndarray, level: int = 1) -> bytes:
     height, width = image.shape[:2]
     rows = np.zeros((height, width * 4 + 1), np.uint8)
     rows[:, 1:] = image.reshape(height, width * 4)
-    ihdr = np.array([width, height], ">u4").tobytes() + bytes([8, 6, 0, 0, 0])
-    return b"".join(
-        [
-            pure_png.SIGNATURE,
-            pure_png.chunk(b"IHDR", ihdr),
-            pure_png.chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
-            pure_png.chunk(b"IEND", b""),
-        ]
-    )
+    return pure_png.assemble(width, height, 6, zlib.compress(rows.tobytes(), level))
