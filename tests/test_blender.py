@@ -267,6 +267,31 @@ def test_texture_fill_wires_a_seamless_packed_texture(blender_sd: Blender, sd_se
     assert np.array_equal(np.load(out2 / "reopened.npy"), np.load(out / "texture.npy"))
 
 
+def test_texture_fill_with_the_builtin_model_is_red_and_seamless(blender: Blender, server) -> None:
+    """The artist's flow on a fresh install: no model chosen, so the server's default (the
+    model that ships with brushlink) paints it; "red" must give red, the edges must meet."""
+    assert "builtin" in generate_models(server), "the builtin model's weights are missing"
+    facts, out = blender.run(
+        "texture_fill", url=server.url, prompt="red bricks", width=256, height=256
+    )
+    assert facts["returned"] == ["FINISHED"], facts.get("report")
+    assert ["brushlink texture", "Color", "Principled BSDF", "Base Color"] in facts["links"]
+    (image,) = facts["images"].values()
+    assert image["made_with"]["model"] == "builtin"
+    assert image["made_with"]["tile"] == "xy"
+    pixels = np.load(out / "texture.npy")[..., :3].astype(np.int16)
+    red, green, blue = pixels.reshape(-1, 3).mean(axis=0)
+    assert red > 150 and green < 90 and blue < 90, (red, green, blue)
+    # This model's textures are smooth inside (steps of about 1 level between neighbours), so a
+    # seam would stand out: without tiling its wrapped edges differ by about 20 levels.
+    inner_x = np.abs(np.diff(pixels, axis=1)).mean()
+    inner_y = np.abs(np.diff(pixels, axis=0)).mean()
+    wrap_x = np.abs(pixels[:, 0] - pixels[:, -1]).mean()
+    wrap_y = np.abs(pixels[0] - pixels[-1]).mean()
+    assert wrap_x < 2.0 * inner_x + 2, (wrap_x, inner_x)
+    assert wrap_y < 2.0 * inner_y + 2, (wrap_y, inner_y)
+
+
 def test_texture_fill_derived_maps_are_wired(blender_sd: Blender, sd_server) -> None:
     facts, out = blender_sd.run(
         "texture_fill", url=sd_server.url, model="tiny", width=128, height=128, steps=4, derived=1
