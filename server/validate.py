@@ -97,7 +97,7 @@ def check_spec(
             raise InvalidField("A `rank` job needs at least one `input` image.", field="input")
         if not spec.prompt.strip():
             raise InvalidField("A `rank` job needs a prompt to rank against.", field="prompt")
-    engine, model = registry.resolve(spec.model, spec.kind)
+    engine, model = registry.resolve(spec.model, spec.kind, style=spec.style, prompt=spec.prompt)
     return CheckedSpec(spec, engine, model, refs)
 
 

@@ -45,9 +45,21 @@ class EngineRegistry:
         self._models = found
         return found
 
-    def resolve(self, name: str | None, kind: str) -> tuple[Engine, ModelInfo]:
-        """Find the model for a request, or raise UnknownModel / Unsupported."""
+    def resolve(
+        self, name: str | None, kind: str, *, style: str | None = None, prompt: str = ""
+    ) -> tuple[Engine, ModelInfo]:
+        """Find the model for a request, or raise UnknownModel / Unsupported.
+
+        With no model named, a `style` job that names a style, or has no prompt for a
+        generative model to follow, goes to a model with named styles (the filters).
+        """
         models = self.models()
+        if name is None and kind == "style" and (style is not None or not prompt.strip()):
+            knows = [m for m in models if kind in m.kinds and m.styles]
+            named = [m for m in knows if style in m.styles]
+            if named or knows:
+                info = (named or knows)[0]
+                return self._engines[info.engine], info
         if name is None:
             name = self._defaults.get(kind)
         if name is None:
