@@ -22,6 +22,12 @@ def _run(args: list[str], home: Path, timeout: float = 300) -> subprocess.Comple
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write(path: Path, rgba: np.ndarray) -> Path:
     cv2.imwrite(str(path), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     return path
@@ -51,6 +57,9 @@ def test_inpaint_in_process_removes_the_masked_object(tmp_path: Path, coffee) ->
     )
     assert done.returncode == 0, done.stderr
     assert "in-process" in done.stderr
+    assert (
+        out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    )  # an ordinary file, not a temp file's 0600
     result = _read(out)
     magenta = (result[..., 0] > 200) & (result[..., 1] < 60) & (result[..., 2] > 200)
     assert magenta.sum() == 0  # the object is gone
