@@ -265,6 +265,10 @@ class Client:
     # ------------------------------------------------------------------ jobs
 
     async def submit(self, request: JobRequest) -> JobHandle:
+        """Send a job (connecting first if this client never has). While the client is
+        reconnecting, the job waits for the connection rather than failing."""
+        if self.welcome is None:
+            await self.connect()
         self._check_size(request)
         handle = JobHandle(self, request)
         self._handles[request.job_id] = handle

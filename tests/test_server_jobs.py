@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from brushlink.plugin.client import Client
-from brushlink.plugin.errors import JobWasCancelled
+from brushlink.plugin.errors import JobWasCancelled, ServerUnavailable
 from brushlink.plugin.protocol import (
     Accepted,
     Cancelled,
@@ -302,3 +302,24 @@ def test_client_reconnects_after_a_server_restart_and_gets_its_result(
     assert events.count("accepted") == 2  # once per server life
     out = decode_rgba(final.result_images()[0].png, "result")
     assert out.shape == (1536, 1536, 4)
+
+
+def test_submit_connects_a_client_that_never_connected(server, chelsea) -> None:
+    async def main():
+        client = Client(server.url, server.token)
+        try:
+            return await client.run(_sketch_request(chelsea[:64, :64]))
+        finally:
+            await client.close()
+
+    assert _run(main()).result_images()[0].width == 64
+
+
+def test_submit_to_a_server_that_is_not_there_fails_clearly() -> None:
+    async def main():
+        await Client("ws://127.0.0.1:1/v1", "token").run(
+            _sketch_request(np.zeros((8, 8, 4), np.uint8))
+        )
+
+    with pytest.raises(ServerUnavailable, match="cannot be reached"):
+        _run(main())
