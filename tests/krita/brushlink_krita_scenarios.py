@@ -548,7 +548,9 @@ def docker_round_trip():
 @scenario
 def docker_generate_with_previews():
     from brushlink_krita.docker import BrushlinkDocker
+    from brushlink_krita.settings import Settings
 
+    Settings(url=URL).save()
     doc = open_photo("astronaut")
     doc.setSelection(Selection())
     docker = BrushlinkDocker()
