@@ -57,7 +57,7 @@ def test_docker_in_a_real_krita_window_inpaints_the_selection(server, coffee, tm
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=540,
     )
     log = (proc.stdout + proc.stderr)[-3000:]
     assert report_path.exists(), f"no report (exit {proc.returncode}):\n{log}"
