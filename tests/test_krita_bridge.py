@@ -271,6 +271,10 @@ def test_docker_generates_reports_and_discards(report: dict) -> None:
     assert entry["status_done"] == "Done: [brushlink] patch the table"
     assert any(n.startswith("[brushlink] patch the table") for n in entry["layers"])
     assert not any(n.startswith("[brushlink]") for n in entry["after_discard"])
+    assert entry["status_bad_exclude"] == (
+        "Cannot start: There is no layer named `No such layer` to exclude."
+    )
+    assert not entry["started_anyway"]
     assert entry["status_down"].startswith("Failed: ")
     assert "cannot be reached" in entry["status_down"]
     assert entry["layers_after_error"] == entry["after_discard"]

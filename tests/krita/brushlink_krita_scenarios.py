@@ -521,6 +521,12 @@ def docker_round_trip():
     }
     docker.discard_button.click()
     info["after_discard"] = names(doc)
+    # A mistake caught before sending: said in the status line, nothing starts.
+    docker.exclude.setText("No such layer")
+    docker.generate_button.click()
+    info["status_bad_exclude"] = docker.status.text()
+    info["started_anyway"] = docker.job is not None
+    docker.exclude.setText("")
     # A stopped server: the message lands in the docker, nothing raises.
     docker.url.setText(CONFIG["down_url"])
     docker.generate_button.click()

@@ -40,6 +40,18 @@ SERVER_DEFAULT = "(server default)"
 NO_REFERENCE = "(none)"
 
 
+class LayerCombo(QComboBox):
+    """A combo box of layer names, read again from the document each time it opens."""
+
+    def __init__(self, refresh) -> None:
+        super().__init__()
+        self._refresh = refresh
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt's name
+        self._refresh()
+        super().showPopup()
+
+
 class BrushlinkDocker(DockWidget):
     def __init__(self) -> None:
         super().__init__()
@@ -116,7 +128,9 @@ class BrushlinkDocker(DockWidget):
         self.tile.addItems(protocol.TILE_MODES)
         self.style_name = QComboBox()
         self.style_name.setEditable(True)
-        self.reference = QComboBox()
+        self.reference = LayerCombo(lambda: self._fill_references(self.document()))
+        self.exclude = QLineEdit()
+        self.exclude.setPlaceholderText("layer names, comma separated")
         form.addRow("Mode", self.mode)
         form.addRow("Model", self.model)
         form.addRow("Prompt", self.prompt)
@@ -128,6 +142,7 @@ class BrushlinkDocker(DockWidget):
         form.addRow("Tile", self.tile)
         form.addRow("Style", self.style_name)
         form.addRow("Reference layer", self.reference)
+        form.addRow("Hide layers", self.exclude)
         box.addLayout(form)
 
         buttons = QHBoxLayout()
@@ -231,11 +246,13 @@ class BrushlinkDocker(DockWidget):
             self.show_options(saved)
 
     def _fill_references(self, document) -> None:
+        current = self.reference.currentText()
         self.reference.clear()
         self.reference.addItem(NO_REFERENCE)
         if document is not None:
             for node in document.topLevelNodes():
                 self.reference.addItem(node.name())
+        self.reference.setCurrentIndex(max(0, self.reference.findText(current)))
 
     def options(self) -> JobOptions:
         model = self.model.currentText()
@@ -253,6 +270,7 @@ class BrushlinkDocker(DockWidget):
             tile=self.tile.currentText(),
             style=(self.style_name.currentText().strip() or None) if mode == "style" else None,
             reference=None if reference in ("", NO_REFERENCE) else reference,
+            exclude=[n.strip() for n in self.exclude.text().split(",") if n.strip()],
         )
 
     def show_options(self, options: JobOptions) -> None:
@@ -274,6 +292,7 @@ class BrushlinkDocker(DockWidget):
         self.tile.setCurrentText(options.tile)
         if options.style:
             self.style_name.setEditText(options.style)
+        self.exclude.setText(", ".join(options.exclude))
 
     # ------------------------------------------------------------------ jobs
 
