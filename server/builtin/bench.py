@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -140,10 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON only")
-    args = parser.parse_args(argv)
+    # `brushlink bench builtin` calls main() with no arguments: use the defaults then
+    args = parser.parse_args([] if argv is None else argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     figures = run_builtin_bench(args.per_combo, args.speed_runs)
+    figures["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
@@ -153,4 +157,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -19,8 +19,9 @@ from . import unet as unet_mod
 from .clip_model import text_features, tokenize
 
 SCHEDULERS = {"dpm": DPMSolverMultistepScheduler, "ddim": DDIMScheduler}
-DEFAULT_STEPS = 12
+DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 4.0
+DEFAULT_SCHEDULER = "ddim"  # measured: recognisable patterns more often than DPM-Solver++ here
 
 
 @dataclass
@@ -36,7 +37,7 @@ class SampleRequest:
     init: np.ndarray | None = None  # H x W x 3 uint8 at the model's scale (img2img, inpaint)
     strength: float = 1.0  # 1: start from pure noise; 0.3: stay close to ``init``
     mask: np.ndarray | None = None  # H x W float in [0, 1], 1 = regenerate (inpaint)
-    scheduler: str = "dpm"
+    scheduler: str = DEFAULT_SCHEDULER
 
 
 def _make_scheduler(name: str):

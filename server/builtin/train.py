@@ -35,7 +35,7 @@ DEFAULTS = {
     "images": 12000,
     "clip_steps": 600,
     "clip_batch": 128,
-    "unet_steps": 800,
+    "unet_steps": 1500,
     "unet_batch": 32,
 }
 
@@ -153,6 +153,10 @@ def train_unet(
     sched = unet.train_scheduler()
     alphas = sched.alphas_cumprod
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    # an exponential moving average of the weights samples much cleaner than the last step's
+    ema = unet.build_unet()
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
     start = time.time()
     for step in range(steps):
         for group in opt.param_groups:
@@ -176,10 +180,13 @@ def train_unet(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        decay = min(0.995, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
         if step % 25 == 0 or step == steps - 1:
             _log(f"unet step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
-    unet.set_tiling(model, "none")
-    return model.eval()
+    return ema.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=value)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
     parser.add_argument("--out", type=Path, default=clip_model.WEIGHTS_DIR, help="weights folder")
+    parser.add_argument(
+        "--reuse-clip",
+        action="store_true",
+        help="skip step 2 and condition on the CLIP already in --out (same result as a full run "
+        "with the same seed, since the generator always trains on the saved CLIP)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -195,10 +208,22 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"1. rendering {args.images} textures (seed {args.seed})")
     images, specs = data.make_dataset(args.images, args.seed)
 
-    _log("2. training the CLIP")
-    clip = train_clip(images, specs, args.clip_steps, args.clip_batch, args.seed)
-    clip_model.save_clip(clip, args.out / "clip.safetensors")
-    clip_time = time.time() - started
+    clip_path = args.out / "clip.safetensors"
+    record_path = args.out / "training.json"
+    if args.reuse_clip:
+        _log(f"2. reusing the CLIP in {clip_path}")
+        clip_time = (
+            json.loads(record_path.read_text())["clip_seconds"] if record_path.is_file() else None
+        )
+    else:
+        _log("2. training the CLIP")
+        clip_model.save_clip(
+            train_clip(images, specs, args.clip_steps, args.clip_batch, args.seed), clip_path
+        )
+        clip_time = round(time.time() - started)
+    # the generator is conditioned on the CLIP exactly as it ships (half precision)
+    clip = clip_model.load_clip("cpu", clip_path)
+    unet_started = time.time()
 
     _log("3. training the generator")
     for p in clip.parameters():
@@ -209,14 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         **{k: getattr(args, k) for k in DEFAULTS},
         "threads": args.threads,
-        "clip_seconds": round(clip_time),
-        "total_seconds": round(time.time() - started),
+        "clip_seconds": clip_time,
+        "unet_seconds": round(time.time() - unet_started),
         "torch": torch.__version__,
     }
-    (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
     _log(f"4. done: {json.dumps(record)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -232,6 +232,7 @@ class BuiltinEngine(Engine):
     ) -> tuple[list[np.ndarray], list[int]]:
         from brushlink.server.builtin.sampling import (
             DEFAULT_GUIDANCE,
+            DEFAULT_SCHEDULER,
             DEFAULT_STEPS,
             SampleRequest,
             latents_to_rgb,
@@ -246,7 +247,7 @@ class BuiltinEngine(Engine):
             seeds=seeds,
             steps=spec.steps or DEFAULT_STEPS,
             guidance=spec.guidance if spec.guidance is not None else DEFAULT_GUIDANCE,
-            scheduler=spec.scheduler or "dpm",
+            scheduler=spec.scheduler or DEFAULT_SCHEDULER,
             **request,
         )
 
