@@ -55,6 +55,11 @@ def test_weights_ship_inside_the_package_small_and_as_safetensors(engine) -> Non
     assert info.name == "builtin" and info.engine == "builtin"
     assert set(info.kinds) == {"generate", "inpaint", "style"}
     assert info.defaults["width"] == info.defaults["height"] == 512
+    # the constants-only manifest names the schedulers sampling really has
+    from brushlink.server.builtin import manifest, sampling
+
+    assert tuple(sampling.SCHEDULERS) == manifest.SCHEDULER_NAMES
+    assert info.defaults["scheduler"] in manifest.SCHEDULER_NAMES
 
 
 @pytest.mark.parametrize("colour", ["red", "blue", "green", "yellow"])

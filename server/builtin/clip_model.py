@@ -19,9 +19,7 @@ from open_clip.transformer import text_global_pool
 from safetensors.torch import load_file, save_file
 
 from .data import SIZE
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-CLIP_WEIGHTS = WEIGHTS_DIR / "clip.safetensors"
+from .manifest import CLIP_WEIGHTS
 
 CONTEXT_LENGTH = 16  # captions are a handful of words; longer prompts are cut
 

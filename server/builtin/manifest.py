@@ -10,5 +10,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 CLIP_WEIGHTS = WEIGHTS_DIR / "clip.safetensors"
 UNET_WEIGHTS = WEIGHTS_DIR / "unet.safetensors"
 
-DEFAULT_STEPS = 12
+DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 4.0
+# measured on the held-out set: patterns recognised more often than with DPM-Solver++
+DEFAULT_SCHEDULER = "ddim"
+SCHEDULER_NAMES = ("ddim", "dpm")  # sampling.SCHEDULERS maps them to diffusers classes

@@ -17,11 +17,9 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from . import unet as unet_mod
 from .clip_model import text_features, tokenize
+from .manifest import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS
 
-SCHEDULERS = {"dpm": DPMSolverMultistepScheduler, "ddim": DDIMScheduler}
-DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 4.0
-DEFAULT_SCHEDULER = "ddim"  # measured: recognisable patterns more often than DPM-Solver++ here
+SCHEDULERS = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}  # manifest.SCHEDULER_NAMES
 
 
 @dataclass

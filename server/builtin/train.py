@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import clip_model, data, unet
+from . import clip_model, data, manifest, unet
 from .clip_model import text_features, tokenize
 
 DEFAULTS = {
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in DEFAULTS.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=value)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
-    parser.add_argument("--out", type=Path, default=clip_model.WEIGHTS_DIR, help="weights folder")
+    parser.add_argument("--out", type=Path, default=manifest.WEIGHTS_DIR, help="weights folder")
     parser.add_argument(
         "--reuse-clip",
         action="store_true",

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
-from .clip_model import CLIP_CONFIG, WEIGHTS_DIR
+from .clip_model import CLIP_CONFIG
+from .manifest import UNET_WEIGHTS
 
-UNET_WEIGHTS = WEIGHTS_DIR / "unet.safetensors"
 FOLD = 2  # space-to-depth factor
 TEXT_WIDTH = CLIP_CONFIG["text_cfg"]["width"]
 

@@ -119,6 +119,7 @@ class BuiltinEngine(Engine):
         from brushlink.server.builtin.manifest import (
             CLIP_WEIGHTS,
             DEFAULT_GUIDANCE,
+            DEFAULT_SCHEDULER,
             DEFAULT_STEPS,
             UNET_WEIGHTS,
         )
@@ -141,22 +142,23 @@ class BuiltinEngine(Engine):
                     "height": DEFAULT_SIZE,
                     "steps": DEFAULT_STEPS,
                     "guidance": DEFAULT_GUIDANCE,
+                    "scheduler": DEFAULT_SCHEDULER,
                     "strength": STYLE_STRENGTH,
                 },
             )
         ]
 
     def check(self, spec: JobSpec, model: ModelInfo, images: dict[str, Any]) -> None:
-        from brushlink.server.builtin.sampling import SCHEDULERS
+        from brushlink.server.builtin.manifest import SCHEDULER_NAMES
 
         if spec.kind not in ("generate", "inpaint", "style"):
             raise Unsupported(f"The builtin model cannot do `{spec.kind}` jobs.", field="kind")
         if spec.tile not in TILE_MODES:
             raise InvalidField(f"`tile` must be one of {', '.join(TILE_MODES)}.", field="tile")
-        if spec.scheduler is not None and spec.scheduler not in SCHEDULERS:
+        if spec.scheduler is not None and spec.scheduler not in SCHEDULER_NAMES:
             raise InvalidField(
                 f"Unknown scheduler `{str(spec.scheduler)[:40]}` for the builtin model; use one "
-                f"of {', '.join(SCHEDULERS)}.",
+                f"of {', '.join(SCHEDULER_NAMES)}.",
                 field="scheduler",
             )
         if not 1 <= spec.candidates <= MAX_CANDIDATES:
