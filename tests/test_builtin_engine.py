@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from brushlink.plugin.errors import ImageMismatch, InvalidField, Unsupported
 from brushlink.plugin.protocol import JobSpec
@@ -15,13 +14,7 @@ from brushlink.server.builtin.unet import UNET_WEIGHTS
 from brushlink.server.engines.base import EngineJob, EngineResult, JobCancelled, JobContext
 from brushlink.server.engines.builtin import BuiltinEngine, upscale, work_size
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

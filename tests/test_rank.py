@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from brushlink.plugin.errors import InvalidField, Unsupported
 from brushlink.plugin.protocol import JobSpec
@@ -23,13 +22,7 @@ from brushlink.server.sd.tiny import (
     save_tiny_clip,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

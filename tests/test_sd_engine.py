@@ -18,13 +18,7 @@ from brushlink.server.engines.diffusers_engine import DiffusersEngine, feathered
 from brushlink.server.sd.tiling import tiling
 from brushlink.server.sd.tiny import build_tiny_pipeline, save_single_file
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared cores: one thread is faster than two fighting
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

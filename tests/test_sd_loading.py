@@ -25,13 +25,7 @@ from brushlink.server.sd.tiny import build_tiny_pipeline, build_tiny_sdxl_pipeli
 CONFIGS = loading.CONFIGS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The machine's cores are shared; one thread is faster than two fighting for them.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
