@@ -90,10 +90,6 @@ class BlockingClient:
             self._futures[job_id] = future
             raise
 
-    def done(self, job_id: str) -> bool:
-        future = self._futures.get(job_id)
-        return future is None or future.done()
-
     def cancel(self, job_id: str) -> None:
         self._call(self._client.cancel(job_id))
 

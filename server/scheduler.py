@@ -80,9 +80,6 @@ class Scheduler:
             heapq.heapify(self._heap)
             record.emit(Cancelled(record.job_id))
 
-    def queued(self) -> int:
-        return len(self._heap)
-
     # ------------------------------------------------------------------ worker
 
     async def _work(self) -> None:

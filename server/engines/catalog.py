@@ -4,13 +4,10 @@ weights lazily on their first job, so `brushlink serve` is ready in a second."""
 from __future__ import annotations
 
 import importlib
-import logging
 
 from ..config import ServerConfig
 from .base import Engine
 from .registry import EngineRegistry
-
-log = logging.getLogger("brushlink.engines")
 
 # (module, class): a class with ``from_config(config, device, built)`` is built from the
 # config and the engines built before it; others take no arguments.
