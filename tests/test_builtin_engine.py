@@ -264,3 +264,23 @@ def test_a_mask_of_another_size_is_refused(engine, coffee) -> None:
         run_with(
             engine, kind="inpaint", prompt="red", image=coffee, mask=np.zeros((8, 8), np.uint8)
         )
+
+
+@pytest.mark.parametrize("direction", ["vertical", "horizontal"])
+def test_stripes_run_the_way_the_prompt_says(engine, direction: str) -> None:
+    # measured on pixels, not by the CLIP: vertical stripes change across x, not down y
+    result = run(
+        engine,
+        seed=5,
+        kind="generate",
+        prompt=f"black and white {direction} stripes",
+        candidates=2,
+        width=32,
+        height=32,
+    )
+    for out in result.images:
+        grey = out.image[..., :3].astype(np.float32).mean(axis=2)
+        across_x = float(np.abs(np.diff(grey, axis=1)).mean())
+        down_y = float(np.abs(np.diff(grey, axis=0)).mean())
+        along, across = (down_y, across_x) if direction == "vertical" else (across_x, down_y)
+        assert across > 2 * along, (direction, across_x, down_y)
