@@ -25,7 +25,17 @@ CONTEXT_LENGTH = 16  # captions are a handful of words; longer prompts are cut
 
 CLIP_CONFIG: dict[str, Any] = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": SIZE, "layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
+    # a small ViT on 4 x 4 patches: it keeps the fine structure that tells patterns apart,
+    # which a ResNet stem halves away twice; it also names held-out patterns more often for
+    # the same training time, with a thirtieth of the ResNet's weights
+    "vision_cfg": {
+        "image_size": SIZE,
+        "patch_size": 4,
+        "layers": 4,
+        "width": 64,
+        "head_width": 32,
+        "mlp_ratio": 2.0,
+    },
     "text_cfg": {
         "context_length": CONTEXT_LENGTH,
         "vocab_size": 49408,

@@ -11,7 +11,7 @@ CLIP_WEIGHTS = WEIGHTS_DIR / "clip.safetensors"
 UNET_WEIGHTS = WEIGHTS_DIR / "unet.safetensors"
 
 DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 4.0
+DEFAULT_GUIDANCE = 3.0
 # measured on the held-out set: patterns recognised more often than with DPM-Solver++
 DEFAULT_SCHEDULER = "ddim"
 SCHEDULER_NAMES = ("ddim", "dpm")  # sampling.SCHEDULERS maps them to diffusers classes

@@ -1,8 +1,9 @@
 """Train the built-in CLIP and generator from scratch: ``python -m brushlink.server.builtin.train``.
 
 Everything comes from one seed: the procedural data set, both models' initial weights and the
-order of the batches. The run is single-threaded by default so that it is reproducible and so
-that it shares a small CPU politely; the shipped weights in ``weights/`` are its output.
+order of the batches. CPU float sums depend on how work is split between threads, so the
+thread count is a setting like the others (default 2, the development machine's cores) and is
+recorded with the weights; the shipped weights in ``weights/`` are this script's output.
 
 Steps:
   1. render the training textures (held-out colour/pattern combinations excluded)
@@ -21,6 +22,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +34,11 @@ from .clip_model import text_features, tokenize
 
 DEFAULTS = {
     "seed": 1234,
-    "images": 12000,
-    "clip_steps": 600,
+    "images": 20000,
+    "clip_steps": 1500,
     "clip_batch": 128,
-    "unet_steps": 1500,
-    "unet_batch": 32,
+    "unet_steps": 5000,
+    "unet_batch": 64,
 }
 
 
@@ -145,7 +147,13 @@ def _zero_unseen_tokens(model) -> None:
 
 
 def train_unet(
-    images: np.ndarray, specs: list[data.Sample], clip, steps: int, batch: int, seed: int
+    images: np.ndarray,
+    specs: list[data.Sample],
+    clip,
+    steps: int,
+    batch: int,
+    seed: int,
+    checkpoint: Callable[[torch.nn.Module], None] | None = None,
 ):
     torch.manual_seed(seed + 1)
     rng = random.Random(seed + 1)
@@ -180,12 +188,14 @@ def train_unet(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        decay = min(0.995, (1 + step) / (10 + step))
+        decay = min(0.998, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, p in zip(ema.parameters(), model.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
         if step % 25 == 0 or step == steps - 1:
             _log(f"unet step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+        if checkpoint and (step + 1) % 1000 == 0:
+            checkpoint(ema)  # a long run can be inspected (and salvaged) before it ends
     return ema.eval()
 
 
@@ -193,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for key, value in DEFAULTS.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=value)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: reproducible)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (the result depends on it)"
+    )
     parser.add_argument("--out", type=Path, default=manifest.WEIGHTS_DIR, help="weights folder")
     parser.add_argument(
         "--reuse-clip",
@@ -228,8 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     _log("3. training the generator")
     for p in clip.parameters():
         p.requires_grad_(False)
-    generator = train_unet(images, specs, clip, args.unet_steps, args.unet_batch, args.seed)
-    unet.save_unet(generator, args.out / "unet.safetensors")
+    unet_path = args.out / "unet.safetensors"
+    generator = train_unet(
+        images,
+        specs,
+        clip,
+        args.unet_steps,
+        args.unet_batch,
+        args.seed,
+        checkpoint=lambda model: unet.save_unet(model, unet_path.with_suffix(".partial")),
+    )
+    unet.save_unet(generator, unet_path)
+    unet_path.with_suffix(".partial").unlink(missing_ok=True)
 
     record = {
         **{k: getattr(args, k) for k in DEFAULTS},
