@@ -11,6 +11,7 @@ CLIP_WEIGHTS = WEIGHTS_DIR / "clip.safetensors"
 UNET_WEIGHTS = WEIGHTS_DIR / "unet.safetensors"
 
 DEFAULT_STEPS = 20
+# chosen on combinations seen in training, so the held-out benchmark is not tuned on
 DEFAULT_GUIDANCE = 3.0
 # measured on the held-out set: patterns recognised more often than with DPM-Solver++
 DEFAULT_SCHEDULER = "ddim"
