@@ -154,6 +154,7 @@ def train_unet(
     batch: int,
     seed: int,
     checkpoint: Callable[[torch.nn.Module], None] | None = None,
+    checkpoint_every: int = 1000,
 ):
     torch.manual_seed(seed + 1)
     rng = random.Random(seed + 1)
@@ -194,7 +195,7 @@ def train_unet(
                 e.lerp_(p, 1 - decay)
         if step % 25 == 0 or step == steps - 1:
             _log(f"unet step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
-        if checkpoint and (step + 1) % 1000 == 0:
+        if checkpoint and (step + 1) % checkpoint_every == 0:
             checkpoint(ema)  # a long run can be inspected (and salvaged) before it ends
     return ema.eval()
 
