@@ -56,6 +56,14 @@ class Message:
     def from_wire(cls, data: dict[str, Any]) -> Message:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
+        for f in fields(cls):
+            # list and object fields are iterated later: a null or a string there must fail
+            # here, as a bad field, not deep inside the server as an internal error
+            container = f.default_factory
+            misshapen = container in (list, dict) and f.name in kwargs
+            if misshapen and not isinstance(kwargs[f.name], container):  # type: ignore[arg-type]
+                shape = "an array" if container is list else "an object"
+                raise InvalidField(f"`{f.name}` must be {shape}.", field=f.name)
         try:
             return cls(**kwargs)
         except TypeError as exc:

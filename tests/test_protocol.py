@@ -66,6 +66,23 @@ def test_malformed_messages_raise_protocol_errors() -> None:
         decode_message('{"type": "format_disk"}')
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "submit", "job_id": "j", "job": {}, "images": None},
+        {"type": "submit", "job_id": "j", "job": {}, "images": "image"},
+        {"type": "collect", "job_ids": None},
+        {"type": "collect", "job_ids": {"a": 1}},
+    ],
+)
+def test_list_fields_that_are_not_lists_are_refused_by_name(body: dict) -> None:
+    # found by the fuzzer: a null `images` used to fail later as an internal error
+    field = "images" if body["type"] == "submit" else "job_ids"
+    with pytest.raises(InvalidField, match="must be an array") as info:
+        decode_message(json.dumps(body))
+    assert info.value.field == field
+
+
 def test_spec_types_are_checked_field_by_field() -> None:
     spec = spec_from_wire({"kind": "generate", "prompt": "red", "strength": 1, "seed": 5})
     assert spec.strength == 1.0 and isinstance(spec.strength, float) and spec.seed == 5
