@@ -1,5 +1,6 @@
 """The training script at toy scale: it writes loadable weights and its record, a run is
-reproducible from its seed, and ``--reuse-clip`` trains the same generator as a full run."""
+reproducible from its seed, and ``--reuse-clip`` and ``--from`` give the same weights as a full
+run."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from brushlink.server.builtin import clip_model, data, train, unet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = ["--images", "48", "--clip-steps", "2", "--clip-batch", "16"]
-TINY += ["--unet-steps", "2", "--unet-batch", "4", "--threads", "1"]
+TINY = ["--images", "48", "--clip-steps", "2", "--clip-batch", "16", "--sharpen-steps", "2"]
+TINY += ["--unet-steps", "2", "--unet-batch", "4", "--refine-steps", "2", "--threads", "1"]
 
 
 def _run(out: Path, *extra: str) -> dict[str, torch.Tensor]:
@@ -45,6 +46,29 @@ def test_the_same_seed_gives_the_same_weights_and_reuse_clip_the_same_generator(
     assert all(torch.equal(first[k], reused[k]) for k in first)
     other_seed = _run(tmp_path / "c", "--seed", "7")
     assert not all(torch.equal(first[k], other_seed[k]) for k in first)
+
+
+def test_extending_an_earlier_run_gives_the_full_runs_weights(tmp_path: Path) -> None:
+    full = _run(tmp_path / "full")
+    # an earlier run without steps 2b and 4, then extended with them
+    early = tmp_path / "early"
+    stage_1 = _run(early, "--sharpen-steps", "0", "--refine-steps", "0")
+    assert not all(torch.equal(full[k], stage_1[k]) for k in full)  # step 4 did train
+    extended = _run(tmp_path / "extended", "--from", str(early))
+    assert all(torch.equal(full[k], extended[k]) for k in full)
+
+    clips = {
+        name: load_file(str(tmp_path / name / "clip.safetensors"))
+        for name in ("full", "early", "extended")
+    }
+    assert clips["full"].keys() == clips["extended"].keys()
+    assert all(torch.equal(v, clips["extended"][k]) for k, v in clips["full"].items())
+    # step 2b trains the image tower only: the text tower the generator reads is untouched
+    moved = {k for k, v in clips["full"].items() if not torch.equal(v, clips["early"][k])}
+    assert moved and all(k.startswith("visual.") for k in moved)
+    record = json.loads((tmp_path / "extended" / "training.json").read_text())
+    assert record["refine_steps"] == 2 and record["sharpen_steps"] == 2
+    assert record["unet_seconds"] is not None and record["refine_seconds"] is not None
 
 
 def test_the_generator_is_checkpointed_while_it_trains() -> None:

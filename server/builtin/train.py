@@ -8,10 +8,17 @@ recorded with the weights; the shipped weights in ``weights/`` are this script's
 Steps:
   1. render the training textures (held-out colour/pattern combinations excluded)
   2. train the CLIP contrastively (captions re-worded every time an image is drawn)
+  2b. sharpen its image tower against the frozen text tower, with hard negatives
   3. freeze the CLIP; train the UNet to denoise folded textures, conditioned on the CLIP's text
      features, with 10 % empty captions (for classifier-free guidance) and half the batches
      padded circularly (for seamless tiles)
-  4. write both models as half-precision .safetensors
+  4. optionally (``--refine-steps``, off by default) refine the UNet: continue from step 3's
+     weights with a fresh optimiser and a lower learning rate
+  5. write both models as half-precision .safetensors
+
+Steps 2b and 4 start from the weights of 2 and 3 exactly as saved (half precision), so a run
+can be extended without repeating its longest steps: ``--from DIR`` reads steps 2 and 3 from an
+earlier run's weights and gives the same result as a full run with the same settings.
 """
 
 from __future__ import annotations
@@ -37,9 +44,15 @@ DEFAULTS = {
     "images": 20000,
     "clip_steps": 1500,
     "clip_batch": 128,
+    "sharpen_steps": 1000,
     "unet_steps": 5000,
     "unet_batch": 64,
+    # step 4 is off by default: 4,000 steps raised pattern recognition but made inpainting
+    # follow the surrounding picture instead of the prompt (docs/models.md)
+    "refine_steps": 0,
 }
+SHARPEN_LR = 3e-4  # step 2b fine-tunes a trained image tower
+REFINE_LR = 1e-3  # half step 3's peak: step 4 starts from trained weights
 
 
 def _log(message: str) -> None:
@@ -86,6 +99,13 @@ def _lr(step: int, total: int, peak: float, warmup: int = 50) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def _colour_groups(specs: list[data.Sample]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {c: [] for c in data.COLOUR_NAMES}
+    for i, spec in enumerate(specs):
+        groups[spec.colours[0]].append(i)
+    return groups
+
+
 def train_clip(images: np.ndarray, specs: list[data.Sample], steps: int, batch: int, seed: int):
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -96,9 +116,7 @@ def train_clip(images: np.ndarray, specs: list[data.Sample], steps: int, batch: 
     heads = torch.nn.ModuleList([torch.nn.Linear(embed, len(data.PATTERN_NAMES)) for _ in range(2)])
     params = list(model.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
-    groups: dict[str, list[int]] = {c: [] for c in data.COLOUR_NAMES}
-    for i, spec in enumerate(specs):
-        groups[spec.colours[0]].append(i)
+    groups = _colour_groups(specs)
     start = time.time()
     for step in range(steps):
         for group in opt.param_groups:
@@ -129,6 +147,60 @@ def train_clip(images: np.ndarray, specs: list[data.Sample], steps: int, batch: 
     return model.eval()
 
 
+def sharpen_image_tower(
+    model, images: np.ndarray, specs: list[data.Sample], steps: int, batch: int, seed: int
+):
+    """Step 2b: train the image tower alone against the frozen text tower, with hard negatives.
+
+    Besides the contrastive loss, every image must pick its own pattern among all the patterns
+    captioned in its own colours: the zero-shot question that ranking and the benchmark ask.
+    Held-out combinations are never candidates. The text tower is not touched, so the
+    generator, which reads only the text tower, is the same with or without this step.
+    """
+    torch.manual_seed(seed + 3)
+    rng = random.Random(seed + 3)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("visual."))
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=SHARPEN_LR, weight_decay=0.05
+    )
+    groups = _colour_groups(specs)
+    hold = data.held_out()
+    scale = model.logit_scale.exp().detach()
+    start = time.time()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, steps, SHARPEN_LR)
+        pixels, captions, keys = _batch(images, specs, batch, rng, groups)
+        template = rng.choice(data._TEMPLATES)
+        candidates = [
+            (colours, pattern)
+            for colours in sorted({k[0] for k in keys})
+            for pattern in data.PATTERN_NAMES
+            if not data._is_held_out(colours, pattern, hold)
+        ]
+        wordings = [
+            template.format(c=data.colour_phrase(c), p=rng.choice(data.PATTERNS[p]))
+            for c, p in candidates
+        ]
+        with torch.no_grad():
+            txt = F.normalize(model.encode_text(tokenize(captions)), dim=-1)
+            cand = F.normalize(model.encode_text(tokenize(wordings)), dim=-1)
+        img = F.normalize(model.encode_image(pixels), dim=-1)
+        same = torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
+        loss = F.cross_entropy(scale * img @ txt.T, same / same.sum(1, keepdim=True))
+        own_colours = torch.tensor([[c == k[0] for c, _ in candidates] for k in keys])
+        hard = (scale * img @ cand.T).masked_fill(~own_colours, float("-inf"))
+        loss = loss + F.cross_entropy(hard, torch.tensor([candidates.index(k) for k in keys]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 25 == 0 or step == steps - 1:
+            _log(f"sharpen step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+    model.requires_grad_(False)
+    return model.eval()
+
+
 def _zero_unseen_tokens(model) -> None:
     """Token rows no caption ever used stay random; zero them so unknown words add nothing."""
     seen: set[int] = set()
@@ -155,13 +227,18 @@ def train_unet(
     seed: int,
     checkpoint: Callable[[torch.nn.Module], None] | None = None,
     checkpoint_every: int = 1000,
+    init: torch.nn.Module | None = None,
+    peak_lr: float = 2e-3,
 ):
+    """Step 3 (from scratch) or, with ``init``, step 4 (continue from those weights)."""
     torch.manual_seed(seed + 1)
     rng = random.Random(seed + 1)
     model = unet.build_unet().train()
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     sched = unet.train_scheduler()
     alphas = sched.alphas_cumprod
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01)
     # an exponential moving average of the weights samples much cleaner than the last step's
     ema = unet.build_unet()
     ema.load_state_dict(model.state_dict())
@@ -169,7 +246,7 @@ def train_unet(
     start = time.time()
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, 2e-3)
+            group["lr"] = _lr(step, steps, peak_lr)
         pixels, captions, _ = _batch(images, specs, batch, rng)
         captions = ["" if rng.random() < 0.1 else c for c in captions]
         with torch.no_grad():
@@ -189,12 +266,14 @@ def train_unet(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        decay = min(0.998, (1 + step) / (10 + step))
+        # the warm-up of the decay only matters from scratch: a refined run starts trained
+        decay = 0.998 if init is not None else min(0.998, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, p in zip(ema.parameters(), model.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
         if step % 25 == 0 or step == steps - 1:
-            _log(f"unet step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+            stage = "refine" if init is not None else "unet"
+            _log(f"{stage} step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
         if checkpoint and (step + 1) % checkpoint_every == 0:
             checkpoint(ema)  # a long run can be inspected (and salvaged) before it ends
     return ema.eval()
@@ -214,56 +293,115 @@ def main(argv: list[str] | None = None) -> int:
         help="skip step 2 and condition on the CLIP already in --out (same result as a full run "
         "with the same seed, since the generator always trains on the saved CLIP)",
     )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        help="read the outputs of steps 2 and 3 from this earlier run's weights folder",
+    )
+    parser.add_argument("--clip-only", action="store_true", help="stop after step 2b")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    started = time.time()
+    clip_path = args.out / "clip.safetensors"
+    unet_path = args.out / "unet.safetensors"
+    record_path = args.out / "training.json"
+    source_record = args.source / "training.json" if args.source else record_path
+    previous = json.loads(source_record.read_text()) if source_record.is_file() else {}
+    times: dict[str, int | None] = {}
 
     _log(f"1. rendering {args.images} textures (seed {args.seed})")
     images, specs = data.make_dataset(args.images, args.seed)
 
-    clip_path = args.out / "clip.safetensors"
-    record_path = args.out / "training.json"
+    started = time.time()
     if args.reuse_clip:
         _log(f"2. reusing the CLIP in {clip_path}")
-        clip_time = (
-            json.loads(record_path.read_text())["clip_seconds"] if record_path.is_file() else None
-        )
+        times |= {k: previous.get(k) for k in ("clip_seconds", "sharpen_seconds")}
     else:
-        _log("2. training the CLIP")
-        clip_model.save_clip(
-            train_clip(images, specs, args.clip_steps, args.clip_batch, args.seed), clip_path
+        if args.source:
+            _log(f"2. reading the CLIP of step 2 from {args.source}")
+            times["clip_seconds"] = previous.get("clip_seconds")
+        else:
+            _log("2. training the CLIP")
+            model = train_clip(images, specs, args.clip_steps, args.clip_batch, args.seed)
+            clip_model.save_clip(model, clip_path)
+            times["clip_seconds"] = round(time.time() - started)
+        clip = clip_model.load_clip("cpu", (args.source or args.out) / "clip.safetensors")
+        started = time.time()
+        _log("2b. sharpening the CLIP's image tower")
+        clip = sharpen_image_tower(
+            clip, images, specs, args.sharpen_steps, args.clip_batch, args.seed
         )
-        clip_time = round(time.time() - started)
-    # the generator is conditioned on the CLIP exactly as it ships (half precision)
-    clip = clip_model.load_clip("cpu", clip_path)
-    unet_started = time.time()
+        clip_model.save_clip(clip, clip_path)
+        times["sharpen_seconds"] = round(time.time() - started)
 
-    _log("3. training the generator")
-    for p in clip.parameters():
-        p.requires_grad_(False)
-    unet_path = args.out / "unet.safetensors"
-    generator = train_unet(
-        images,
-        specs,
-        clip,
-        args.unet_steps,
-        args.unet_batch,
-        args.seed,
-        checkpoint=lambda model: unet.save_unet(model, unet_path.with_suffix(".partial")),
-    )
-    unet.save_unet(generator, unet_path)
-    unet_path.with_suffix(".partial").unlink(missing_ok=True)
+    if not args.clip_only:
+        _train_generator(args, images, specs, clip_path, unet_path, previous, times)
 
     record = {
         **{k: getattr(args, k) for k in DEFAULTS},
         "threads": args.threads,
-        "clip_seconds": clip_time,
-        "unet_seconds": round(time.time() - unet_started),
+        **times,
         "torch": torch.__version__,
     }
     record_path.write_text(json.dumps(record, indent=2) + "\n")
-    _log(f"4. done: {json.dumps(record)}")
+    _log(f"5. done: {json.dumps(record)}")
     return 0
+
+
+def _train_generator(
+    args: argparse.Namespace,
+    images: np.ndarray,
+    specs: list[data.Sample],
+    clip_path: Path,
+    unet_path: Path,
+    previous: dict,
+    times: dict[str, int | None],
+) -> None:
+    """Steps 3 and 4."""
+    # the generator is conditioned on the CLIP exactly as it ships (half precision)
+    clip = clip_model.load_clip("cpu", clip_path)
+    clip.requires_grad_(False)
+    partial = unet_path.with_suffix(".partial")
+    started = time.time()
+    if args.source:
+        _log(f"3. reading the generator of step 3 from {args.source}")
+        stage_1 = unet.load_unet("cpu", args.source / "unet.safetensors")
+        times["unet_seconds"] = previous.get("unet_seconds")
+    else:
+        _log("3. training the generator")
+        generator = train_unet(
+            images,
+            specs,
+            clip,
+            args.unet_steps,
+            args.unet_batch,
+            args.seed,
+            checkpoint=lambda model: unet.save_unet(model, partial),
+        )
+        unet.save_unet(generator, unet_path)
+        stage_1 = unet.load_unet("cpu", unet_path)
+        times["unet_seconds"] = round(time.time() - started)
+
+    if args.refine_steps:
+        started = time.time()
+        _log("4. refining the generator")
+        refined = train_unet(
+            images,
+            specs,
+            clip,
+            args.refine_steps,
+            args.unet_batch,
+            args.seed + 1,
+            checkpoint=lambda model: unet.save_unet(model, partial),
+            init=stage_1,
+            peak_lr=REFINE_LR,
+        )
+        unet.save_unet(refined, unet_path)
+        times["refine_seconds"] = round(time.time() - started)
+    elif args.source:
+        unet.save_unet(stage_1, unet_path)
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
