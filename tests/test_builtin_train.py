@@ -57,12 +57,16 @@ def test_extending_an_earlier_run_gives_the_full_runs_weights(tmp_path: Path) ->
     extended = _run(tmp_path / "extended", "--from", str(early))
     assert all(torch.equal(full[k], extended[k]) for k in full)
 
-    clips = {
-        name: load_file(str(tmp_path / name / "clip.safetensors"))
-        for name in ("full", "early", "extended")
-    }
-    assert clips["full"].keys() == clips["extended"].keys()
-    assert all(torch.equal(v, clips["extended"][k]) for k, v in clips["full"].items())
+    # --clip-only runs step 2b and stops: the full run's CLIP, no generator
+    clip_only = ["--out", str(tmp_path / "clip"), "--from", str(early), "--clip-only"]
+    assert train.main([*TINY, *clip_only]) == 0
+    assert not (tmp_path / "clip" / "unet.safetensors").exists()
+
+    names = ("full", "early", "extended", "clip")
+    clips = {name: load_file(str(tmp_path / name / "clip.safetensors")) for name in names}
+    for other in ("extended", "clip"):
+        assert clips["full"].keys() == clips[other].keys()
+        assert all(torch.equal(v, clips[other][k]) for k, v in clips["full"].items())
     # step 2b trains the image tower only: the text tower the generator reads is untouched
     moved = {k for k, v in clips["full"].items() if not torch.equal(v, clips["early"][k])}
     assert moved and all(k.startswith("visual.") for k in moved)
