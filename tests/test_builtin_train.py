@@ -53,7 +53,10 @@ def test_extending_an_earlier_run_gives_the_full_runs_weights(tmp_path: Path) ->
     # an earlier run without steps 2b and 4, then extended with them
     early = tmp_path / "early"
     stage_1 = _run(early, "--sharpen-steps", "0", "--refine-steps", "0")
-    assert not all(torch.equal(full[k], stage_1[k]) for k in full)  # step 4 did train
+    # step 3 writes the plain generator; step 4 gives it the inpainting inputs and trains on
+    assert stage_1["conv_in.weight"].shape[1] == unet.CHANNELS
+    assert full["conv_in.weight"].shape[1] == unet.CHANNELS + unet.CONDITION_CHANNELS
+    assert not torch.equal(full["conv_in.weight"][:, : unet.CHANNELS], stage_1["conv_in.weight"])
     extended = _run(tmp_path / "extended", "--from", str(early))
     assert all(torch.equal(full[k], extended[k]) for k in full)
 

@@ -63,7 +63,9 @@ def build_clip() -> open_clip.CLIP:
 def save_clip(model: open_clip.CLIP, path: Path = CLIP_WEIGHTS) -> None:
     # half precision halves the package size; the scores barely move
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()
+    }
     save_file(tensors, str(path))
 
 

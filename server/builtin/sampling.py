@@ -1,9 +1,10 @@
 """Sampling the built-in generator: text-to-image, img2img (strength) and masked inpainting.
 
 Works at the model's own small size; the engine resizes in and out. Classifier-free guidance
-runs the conditional and unconditional branches in one batch. Inpainting is masked blending:
-after every step the pixels outside the mask are replaced by the original noised to the
-current level, and at the end by the original itself.
+runs the conditional and unconditional branches in one batch. Inpainting gives the UNet the
+masked image and the mask (``unet.condition``) and also blends: after every step the pixels
+outside the mask are replaced by the original noised to the current level, and at the end by
+the original itself.
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ def _make_scheduler(name: str):
     return SCHEDULERS[name](**config)
 
 
+def _pixels(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 -> 1 x 3 x H x W in [-1, 1]."""
+    return torch.from_numpy(image[..., :3].astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+
+
 def _to_model_space(image: np.ndarray) -> torch.Tensor:
-    pixels = torch.from_numpy(image[..., :3].astype(np.float32) / 127.5 - 1.0)
-    return unet_mod.fold(pixels.permute(2, 0, 1)[None])
+    return unet_mod.fold(_pixels(image))
 
 
 def _mask_to_model_space(mask: np.ndarray) -> torch.Tensor:
@@ -88,6 +93,13 @@ def sample(
     )
     init = _to_model_space(request.init).expand(n, -1, -1, -1) if request.init is not None else None
     mask = _mask_to_model_space(request.mask) if request.mask is not None else None
+    # what the UNet reads besides the noise: the image around the mask, and the mask
+    if request.mask is not None and request.init is not None:
+        mask_px = torch.from_numpy(request.mask.astype(np.float32))[None, None]
+        context = unet_mod.condition(_pixels(request.init), mask_px, (1, 3, *mask_px.shape[2:]))
+    else:
+        context = unet_mod.condition(None, None, (1, 3, request.height, request.width))
+    context = context.expand(2 * n, -1, -1, -1)
     if init is not None and strength < 1.0:
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(n))
     else:
@@ -98,6 +110,7 @@ def sample(
     try:
         for i, t in enumerate(timesteps):
             model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+            model_in = torch.cat([model_in, context], dim=1)
             out = unet(model_in, t, encoder_hidden_states=states, class_labels=pooled).sample
             uncond, cond = out.chunk(2)
             guided = uncond + request.guidance * (cond - uncond)

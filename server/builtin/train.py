@@ -12,8 +12,10 @@ Steps:
   3. freeze the CLIP; train the UNet to denoise folded textures, conditioned on the CLIP's text
      features, with 10 % empty captions (for classifier-free guidance) and half the batches
      padded circularly (for seamless tiles)
-  4. optionally (``--refine-steps``, off by default) refine the UNet: continue from step 3's
-     weights with a fresh optimiser and a lower learning rate
+  4. optionally (``--refine-steps``, off by default: long on a CPU) refine the UNet into the
+     inpainting generator: step 3's weights gain the inpainting inputs (zeroed) and train on,
+     with a fresh optimiser, a lower learning rate and 30 % inpainting examples (a mask, and
+     other surroundings around the captioned texture: ``inpaint_examples``)
   5. write both models as half-precision .safetensors
 
 Steps 2b and 4 start from the weights of 2 and 3 exactly as saved (half precision), so a run
@@ -24,8 +26,10 @@ earlier run's weights and gives the same result as a full run with the same sett
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -36,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import clip_model, data, manifest, unet
+from . import clip_model, data, inpaint_examples, manifest, unet
 from .clip_model import text_features, tokenize
 
 DEFAULTS = {
@@ -50,6 +54,7 @@ DEFAULTS = {
     # step 4 is off by default: 4,000 steps raised pattern recognition but made inpainting
     # follow the surrounding picture instead of the prompt (docs/models.md)
     "refine_steps": 0,
+    "refine_batch": 64,
 }
 SHARPEN_LR = 3e-4  # step 2b fine-tunes a trained image tower
 REFINE_LR = 1e-3  # half step 3's peak: step 4 starts from trained weights
@@ -83,13 +88,25 @@ def _batch(
         while len(idx) < size:
             members = groups[rng.choice(data.COLOUR_NAMES)]
             idx.extend(rng.choice(members) for _ in range(min(16, size - len(idx))))
-    pixels = []
-    for i in idx:
-        shift = (rng.randrange(data.SIZE), rng.randrange(data.SIZE))
-        pixels.append(np.roll(images[i], shift, (0, 1)))
+    shifts = np.array([(rng.randrange(data.SIZE), rng.randrange(data.SIZE)) for _ in idx])
     captions = [data.caption(specs[i].colours, specs[i].pattern, rng) for i in idx]
     keys = [(specs[i].colours, specs[i].pattern) for i in idx]
-    return _to_tensor(np.stack(pixels)), captions, keys
+    # np.roll of each image by its shift, as one gather: a GPU step is shorter than the loop
+    span = np.arange(data.SIZE)
+    rows = (span[None, :] - shifts[:, :1]) % data.SIZE
+    cols = (span[None, :] - shifts[:, 1:]) % data.SIZE
+    pixels = images[np.array(idx)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return _to_tensor(pixels), captions, keys
+
+
+@functools.cache
+def _token_row(caption: str) -> torch.Tensor:
+    return tokenize([caption])[0]
+
+
+def _tokens(captions: list[str]) -> torch.Tensor:
+    """``tokenize`` for training: captions repeat, so each wording is tokenised only once."""
+    return torch.stack([_token_row(c) for c in captions])
 
 
 def _lr(step: int, total: int, peak: float, warmup: int = 50) -> float:
@@ -106,14 +123,22 @@ def _colour_groups(specs: list[data.Sample]) -> dict[str, list[int]]:
     return groups
 
 
-def train_clip(images: np.ndarray, specs: list[data.Sample], steps: int, batch: int, seed: int):
+def train_clip(
+    images: np.ndarray,
+    specs: list[data.Sample],
+    steps: int,
+    batch: int,
+    seed: int,
+    device: str = "cpu",
+):
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = clip_model.build_clip().train()
+    model = clip_model.build_clip().train().to(device)
     # training-only heads that name the pattern from each tower's embedding: a direct signal
     # that gets pattern features going where the contrastive loss alone plateaus on colour
     embed = clip_model.CLIP_CONFIG["embed_dim"]
     heads = torch.nn.ModuleList([torch.nn.Linear(embed, len(data.PATTERN_NAMES)) for _ in range(2)])
+    heads.to(device)
     params = list(model.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
     groups = _colour_groups(specs)
@@ -122,12 +147,12 @@ def train_clip(images: np.ndarray, specs: list[data.Sample], steps: int, batch: 
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, 1e-3)
         pixels, captions, keys = _batch(images, specs, batch, rng, groups)
-        img, txt, scale = model(pixels, tokenize(captions))
+        img, txt, scale = model(pixels.to(device), _tokens(captions).to(device))
         logits = scale * img @ txt.T
         # samples of the same combination are all positives (soft targets), not negatives
         same = torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
-        targets = same / same.sum(1, keepdim=True)
-        labels = torch.tensor([data.PATTERN_NAMES.index(k[1]) for k in keys])
+        targets = (same / same.sum(1, keepdim=True)).to(device)
+        labels = torch.tensor([data.PATTERN_NAMES.index(k[1]) for k in keys]).to(device)
         loss = 0.5 * (
             F.cross_entropy(logits, targets)
             + F.cross_entropy(logits.T, targets.T / targets.T.sum(1, keepdim=True))
@@ -143,12 +168,19 @@ def train_clip(images: np.ndarray, specs: list[data.Sample], steps: int, batch: 
             model.logit_scale.clamp_(0, math.log(100))
         if step % 25 == 0 or step == steps - 1:
             _log(f"clip step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+    model.cpu()
     _zero_unseen_tokens(model)
     return model.eval()
 
 
 def sharpen_image_tower(
-    model, images: np.ndarray, specs: list[data.Sample], steps: int, batch: int, seed: int
+    model,
+    images: np.ndarray,
+    specs: list[data.Sample],
+    steps: int,
+    batch: int,
+    seed: int,
+    device: str = "cpu",
 ):
     """Step 2b: train the image tower alone against the frozen text tower, with hard negatives.
 
@@ -159,6 +191,7 @@ def sharpen_image_tower(
     """
     torch.manual_seed(seed + 3)
     rng = random.Random(seed + 3)
+    model.to(device)
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("visual."))
     opt = torch.optim.AdamW(
@@ -184,21 +217,22 @@ def sharpen_image_tower(
             for c, p in candidates
         ]
         with torch.no_grad():
-            txt = F.normalize(model.encode_text(tokenize(captions)), dim=-1)
-            cand = F.normalize(model.encode_text(tokenize(wordings)), dim=-1)
-        img = F.normalize(model.encode_image(pixels), dim=-1)
+            txt = F.normalize(model.encode_text(_tokens(captions).to(device)), dim=-1)
+            cand = F.normalize(model.encode_text(_tokens(wordings).to(device)), dim=-1)
+        img = F.normalize(model.encode_image(pixels.to(device)), dim=-1)
         same = torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
-        loss = F.cross_entropy(scale * img @ txt.T, same / same.sum(1, keepdim=True))
+        loss = F.cross_entropy(scale * img @ txt.T, (same / same.sum(1, keepdim=True)).to(device))
         own_colours = torch.tensor([[c == k[0] for c, _ in candidates] for k in keys])
-        hard = (scale * img @ cand.T).masked_fill(~own_colours, float("-inf"))
-        loss = loss + F.cross_entropy(hard, torch.tensor([candidates.index(k) for k in keys]))
+        hard = (scale * img @ cand.T).masked_fill(~own_colours.to(device), float("-inf"))
+        right = torch.tensor([candidates.index(k) for k in keys]).to(device)
+        loss = loss + F.cross_entropy(hard, right)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 25 == 0 or step == steps - 1:
             _log(f"sharpen step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
     model.requires_grad_(False)
-    return model.eval()
+    return model.eval().cpu()
 
 
 def _zero_unseen_tokens(model) -> None:
@@ -229,34 +263,51 @@ def train_unet(
     checkpoint_every: int = 1000,
     init: torch.nn.Module | None = None,
     peak_lr: float = 2e-3,
+    device: str = "cpu",
 ):
-    """Step 3 (from scratch) or, with ``init``, step 4 (continue from those weights)."""
+    """Step 3 (from scratch) or, with ``init``, step 4 (continue from those weights).
+
+    Step 3 trains the plain text-to-image generator; step 4 continues from ``init`` (loaded by
+    ``unet.load_unet``, so with the inpainting inputs) and mixes in inpainting examples.
+    ``clip`` must already be on ``device``; the returned generator is on the CPU.
+    """
     torch.manual_seed(seed + 1)
     rng = random.Random(seed + 1)
-    model = unet.build_unet().train()
+    inpainting = init is not None
+    model = unet.build_unet(inpainting).train()
     if init is not None:
         model.load_state_dict(init.state_dict())
+    model.to(device)
     sched = unet.train_scheduler()
-    alphas = sched.alphas_cumprod
+    alphas = sched.alphas_cumprod.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01)
     # an exponential moving average of the weights samples much cleaner than the last step's
-    ema = unet.build_unet()
+    ema = unet.build_unet(inpainting).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
+    ema_params, params = list(ema.parameters()), list(model.parameters())
     start = time.time()
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, peak_lr)
         pixels, captions, _ = _batch(images, specs, batch, rng)
         captions = ["" if rng.random() < 0.1 else c for c in captions]
+        masks = None
+        if inpainting:
+            pixels, masks = inpaint_examples.make(pixels, images, rng)
+            masks = masks.to(device)
+        pixels = pixels.to(device)
         with torch.no_grad():
-            tokens_h, pooled = text_features(clip, tokenize(captions))
+            tokens_h, pooled = text_features(clip, _tokens(captions).to(device))
         x0 = unet.fold(pixels)
         noise = torch.randn_like(x0)
-        t = torch.randint(0, sched.config.num_train_timesteps, (batch,))
+        # drawn on the CPU whatever the device, so the CPU's random stream stays the same
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch,)).to(device)
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
         unet.set_tiling(model, "xy" if step % 2 else "none")
+        if inpainting:
+            xt = torch.cat([xt, unet.condition(pixels, masks, pixels.shape)], dim=1)
         pred = model(xt, t, encoder_hidden_states=tokens_h, class_labels=pooled).sample
         # min-SNR weighting (gamma 5) for v-prediction: spends less effort on the noisiest steps
         snr = alphas[t] / (1 - alphas[t])
@@ -269,14 +320,13 @@ def train_unet(
         # the warm-up of the decay only matters from scratch: a refined run starts trained
         decay = 0.998 if init is not None else min(0.998, (1 + step) / (10 + step))
         with torch.no_grad():
-            for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-                e.lerp_(p, 1 - decay)
+            torch._foreach_lerp_(ema_params, params, 1 - decay)  # one kernel, not one per tensor
         if step % 25 == 0 or step == steps - 1:
             stage = "refine" if init is not None else "unet"
             _log(f"{stage} step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
         if checkpoint and (step + 1) % checkpoint_every == 0:
             checkpoint(ema)  # a long run can be inspected (and salvaged) before it ends
-    return ema.eval()
+    return ema.eval().cpu()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,8 +351,20 @@ def main(argv: list[str] | None = None) -> int:
         help="read the outputs of steps 2 and 3 from this earlier run's weights folder",
     )
     parser.add_argument("--clip-only", action="store_true", help="stop after step 2b")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device for the training steps run now, e.g. cuda (recorded with the weights)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.device != "cpu":
+        # the same seed gives the same weights on one GPU and software stack too
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        # the fused attention kernels' backward passes are not deterministic; the plain one is
+        torch.backends.cuda.enable_flash_sdp(False)
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
     clip_path = args.out / "clip.safetensors"
     unet_path = args.out / "unet.safetensors"
     record_path = args.out / "training.json"
@@ -317,23 +379,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse_clip:
         _log(f"2. reusing the CLIP in {clip_path}")
         times |= {k: previous.get(k) for k in ("clip_seconds", "sharpen_seconds")}
+        times["clip_device"] = previous.get("clip_device", "cpu")
     else:
         if args.source:
             _log(f"2. reading the CLIP of step 2 from {args.source}")
             times["clip_seconds"] = previous.get("clip_seconds")
         else:
             _log("2. training the CLIP")
-            model = train_clip(images, specs, args.clip_steps, args.clip_batch, args.seed)
+            model = train_clip(
+                images, specs, args.clip_steps, args.clip_batch, args.seed, args.device
+            )
             clip_model.save_clip(model, clip_path)
             times["clip_seconds"] = round(time.time() - started)
         clip = clip_model.load_clip("cpu", (args.source or args.out) / "clip.safetensors")
         started = time.time()
         _log("2b. sharpening the CLIP's image tower")
         clip = sharpen_image_tower(
-            clip, images, specs, args.sharpen_steps, args.clip_batch, args.seed
+            clip, images, specs, args.sharpen_steps, args.clip_batch, args.seed, args.device
         )
         clip_model.save_clip(clip, clip_path)
         times["sharpen_seconds"] = round(time.time() - started)
+        times["clip_device"] = args.device
 
     if not args.clip_only:
         _train_generator(args, images, specs, clip_path, unet_path, previous, times)
@@ -360,7 +426,7 @@ def _train_generator(
 ) -> None:
     """Steps 3 and 4."""
     # the generator is conditioned on the CLIP exactly as it ships (half precision)
-    clip = clip_model.load_clip("cpu", clip_path)
+    clip = clip_model.load_clip(args.device, clip_path)
     clip.requires_grad_(False)
     partial = unet_path.with_suffix(".partial")
     started = time.time()
@@ -368,6 +434,7 @@ def _train_generator(
         _log(f"3. reading the generator of step 3 from {args.source}")
         stage_1 = unet.load_unet("cpu", args.source / "unet.safetensors")
         times["unet_seconds"] = previous.get("unet_seconds")
+        times["unet_device"] = previous.get("unet_device", "cpu")
     else:
         _log("3. training the generator")
         generator = train_unet(
@@ -378,10 +445,12 @@ def _train_generator(
             args.unet_batch,
             args.seed,
             checkpoint=lambda model: unet.save_unet(model, partial),
+            device=args.device,
         )
         unet.save_unet(generator, unet_path)
         stage_1 = unet.load_unet("cpu", unet_path)
         times["unet_seconds"] = round(time.time() - started)
+        times["unet_device"] = args.device
 
     if args.refine_steps:
         started = time.time()
@@ -391,14 +460,16 @@ def _train_generator(
             specs,
             clip,
             args.refine_steps,
-            args.unet_batch,
+            args.refine_batch,
             args.seed + 1,
             checkpoint=lambda model: unet.save_unet(model, partial),
             init=stage_1,
             peak_lr=REFINE_LR,
+            device=args.device,
         )
         unet.save_unet(refined, unet_path)
         times["refine_seconds"] = round(time.time() - started)
+        times["refine_device"] = args.device
     elif args.source:
         unet.save_unet(stage_1, unet_path)
     partial.unlink(missing_ok=True)

@@ -5,6 +5,13 @@ convolution cost four times on a CPU; the UNet denoises that tensor. It is condi
 built-in CLIP's text tower: cross-attention over the per-token features and the pooled text
 embedding added to the timestep embedding (``class_embed_type="projection"``).
 
+Inpainting is learned, as in Stable Diffusion's inpainting models: besides the noisy tensor
+the UNet reads the image with the region to redraw blanked out and the mask itself
+(``condition``). Plain generation and img2img pass an all-ones mask, so one set of weights
+serves every kind of job, and the prompt, not the surrounding picture, decides what fills a
+mask. Like Stable Diffusion's, the inpainting model starts as a plain text-to-image one:
+training step 3 builds it without those inputs and step 4 adds them, zeroed (``load_unet``).
+
 Seamless tiling pads every convolution circularly on the axes asked for (``set_tiling``), the
 same trick artists' Stable Diffusion tools use; training mixes circular and zero padding so
 both modes are in distribution.
@@ -24,12 +31,14 @@ from .clip_model import CLIP_CONFIG
 from .manifest import UNET_WEIGHTS
 
 FOLD = 2  # space-to-depth factor
+CHANNELS = 3 * FOLD * FOLD  # the folded image the UNet denoises
+CONDITION_CHANNELS = 3 * FOLD * FOLD + FOLD * FOLD  # folded masked image + folded mask
 TEXT_WIDTH = CLIP_CONFIG["text_cfg"]["width"]
 
 UNET_CONFIG: dict[str, Any] = {
     "sample_size": 16,
-    "in_channels": 3 * FOLD * FOLD,
-    "out_channels": 3 * FOLD * FOLD,
+    "in_channels": CHANNELS + CONDITION_CHANNELS,
+    "out_channels": CHANNELS,
     # plain convolutions at full resolution, attention only where the grid is small
     "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
@@ -42,6 +51,8 @@ UNET_CONFIG: dict[str, Any] = {
     "projection_class_embeddings_input_dim": CLIP_CONFIG["embed_dim"],
 }
 
+_PLAIN_CONFIG = {**UNET_CONFIG, "in_channels": CHANNELS}
+
 SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "beta_schedule": "squaredcos_cap_v2",
@@ -50,8 +61,9 @@ SCHEDULER_CONFIG: dict[str, Any] = {
 }
 
 
-def build_unet() -> UNet2DConditionModel:
-    return UNet2DConditionModel(**UNET_CONFIG)
+def build_unet(inpainting: bool = True) -> UNet2DConditionModel:
+    """The generator; ``inpainting=False`` builds it without the condition inputs (step 3)."""
+    return UNet2DConditionModel(**(UNET_CONFIG if inpainting else _PLAIN_CONFIG))
 
 
 def train_scheduler() -> DDPMScheduler:
@@ -60,13 +72,26 @@ def train_scheduler() -> DDPMScheduler:
 
 def save_unet(model: UNet2DConditionModel, path: Path = UNET_WEIGHTS) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()
+    }
     save_file(tensors, str(path))
 
 
 def load_unet(device: str = "cpu", path: Path = UNET_WEIGHTS) -> UNet2DConditionModel:
+    """The generator in ``path``; one saved without the inpainting inputs gains them, zeroed.
+
+    Zero weights for the new input channels make the widened model compute exactly what it
+    did before (Stable Diffusion's inpainting models start the same way), so training can
+    continue from it.
+    """
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    weight = state["conv_in.weight"]
+    if weight.shape[1] == CHANNELS:
+        extra = weight.new_zeros(weight.shape[0], CONDITION_CHANNELS, *weight.shape[2:])
+        state["conv_in.weight"] = torch.cat([weight, extra], dim=1)
     model = build_unet()
-    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    model.load_state_dict(state)
     return model.eval().to(device)
 
 
@@ -77,6 +102,24 @@ def fold(images: torch.Tensor) -> torch.Tensor:
 
 def unfold(latents: torch.Tensor) -> torch.Tensor:
     return F.pixel_shuffle(latents, FOLD)
+
+
+def condition(
+    images: torch.Tensor | None, masks: torch.Tensor | None, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """The UNet's extra input: N x 16 x h x w, the folded masked image and the folded mask.
+
+    ``images`` are N x 3 x H x W in [-1, 1] and ``masks`` N x 1 x H x W, 1 where the model
+    draws; with no mask (generate, img2img) the mask is all ones and the image all blank.
+    ``shape`` is the pixel batch shape (N, 3, H, W) and gives the size when both are None.
+    """
+    n, _, h, w = shape
+    if masks is None:
+        masks = torch.ones(n, 1, h, w)
+    if images is None:
+        images = torch.zeros(n, 3, h, w, device=masks.device)
+    masks = masks.to(images.device, images.dtype)
+    return torch.cat([fold(images * (1 - masks)), fold(masks)], dim=1)
 
 
 def _padded_conv_forward(conv: torch.nn.Conv2d, tile: str):
