@@ -32,6 +32,7 @@ def test_a_run_writes_loadable_weights_and_its_settings(tmp_path: Path) -> None:
     assert sum(p.numel() for p in generator.parameters()) > 0
     record = json.loads((tmp_path / "training.json").read_text())
     assert record["images"] == 48 and record["unet_steps"] == 2 and record["threads"] == 1
+    assert record["clip_device"] == record["unet_device"] == record["refine_device"] == "cpu"
     assert not (tmp_path / "unet.partial").exists()  # the checkpoint is gone once done
 
 

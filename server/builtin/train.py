@@ -51,8 +51,8 @@ DEFAULTS = {
     "sharpen_steps": 1000,
     "unet_steps": 5000,
     "unet_batch": 64,
-    # step 4 is off by default: 4,000 steps raised pattern recognition but made inpainting
-    # follow the surrounding picture instead of the prompt (docs/models.md)
+    # step 4 is off by default because it is long on a CPU; the shipped generator ran it on
+    # a GPU (docs/models.md, "The shipped weights")
     "refine_steps": 0,
     "refine_batch": 64,
 }
