@@ -5,8 +5,10 @@ run."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -94,3 +96,17 @@ def test_the_generator_is_checkpointed_while_it_trains() -> None:
         checkpoint_every=2,
     )
     assert len(saved) == 2 and saved[0] != saved[1]  # after steps 2 and 4, as they trained
+
+
+def test_batches_are_the_data_sets_images_each_rolled_by_its_own_offset() -> None:
+    images, specs = data.make_dataset(40, seed=5)
+    pixels, captions, keys = train._batch(images, specs, 12, random.Random(9))
+    # the same draws, one image at a time: the index, then each image's shift
+    rng = random.Random(9)
+    idx = [rng.randrange(len(specs)) for _ in range(12)]
+    shifts = [(rng.randrange(data.SIZE), rng.randrange(data.SIZE)) for _ in idx]
+    want = np.stack([np.roll(images[i], s, (0, 1)) for i, s in zip(idx, shifts, strict=True)])
+    assert torch.equal(pixels, train._to_tensor(want))
+    assert len(set(shifts)) > 1  # offsets differ between images
+    assert keys == [(specs[i].colours, specs[i].pattern) for i in idx]
+    assert all(data.colour_phrase(k[0]) in c for k, c in zip(keys, captions, strict=True))
