@@ -81,6 +81,28 @@ def test_extending_an_earlier_run_gives_the_full_runs_weights(tmp_path: Path) ->
     assert record["unet_seconds"] is not None and record["refine_seconds"] is not None
 
 
+def test_refining_a_refined_generator_continues_it_and_keeps_the_earlier_sittings(
+    tmp_path: Path,
+) -> None:
+    first = _run(tmp_path / "first")
+    second = _run(tmp_path / "second", "--from", str(tmp_path / "first"), "--refine-lr", "3e-4")
+    assert not torch.equal(first["conv_in.weight"], second["conv_in.weight"])
+    first_record = json.loads((tmp_path / "first" / "training.json").read_text())
+    record = json.loads((tmp_path / "second" / "training.json").read_text())
+    assert "refined_before" not in first_record
+    assert record["refine_lr"] == 3e-4
+    assert record["refined_before"] == [
+        {k: first_record[k] for k in train.REFINE_RECORD}  # steps, batch, lr, seconds, device
+    ]
+    third = _run(tmp_path / "third", "--from", str(tmp_path / "second"))
+    record = json.loads((tmp_path / "third" / "training.json").read_text())
+    assert [s["refine_lr"] for s in record["refined_before"]] == [1e-3, 3e-4]
+    assert not torch.equal(second["conv_in.weight"], third["conv_in.weight"])
+    # a continued sitting is as reproducible as a full run
+    repeat = _run(tmp_path / "repeat", "--from", str(tmp_path / "first"), "--refine-lr", "3e-4")
+    assert all(torch.equal(second[k], repeat[k]) for k in second)
+
+
 def test_the_generator_is_checkpointed_while_it_trains() -> None:
     images, specs = data.make_dataset(16, seed=3)
     clip = clip_model.build_clip().eval()

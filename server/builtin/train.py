@@ -20,7 +20,9 @@ Steps:
 
 Steps 2b and 4 start from the weights of 2 and 3 exactly as saved (half precision), so a run
 can be extended without repeating its longest steps: ``--from DIR`` reads steps 2 and 3 from an
-earlier run's weights and gives the same result as a full run with the same settings.
+earlier run's weights and gives the same result as a full run with the same settings. When that
+generator was already refined, step 4 continues it: each such sitting draws its own batches and
+is listed, with its settings, under ``refined_before`` in ``training.json``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,6 +61,8 @@ DEFAULTS = {
 }
 SHARPEN_LR = 3e-4  # step 2b fine-tunes a trained image tower
 REFINE_LR = 1e-3  # half step 3's peak: step 4 starts from trained weights
+# what training.json records of one sitting of step 4
+REFINE_RECORD = ("refine_steps", "refine_batch", "refine_lr", "refine_seconds", "refine_device")
 
 
 def _log(message: str) -> None:
@@ -350,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="read the outputs of steps 2 and 3 from this earlier run's weights folder",
     )
+    parser.add_argument(
+        "--refine-lr", type=float, default=REFINE_LR, help="step 4's peak learning rate"
+    )
     parser.add_argument("--clip-only", action="store_true", help="stop after step 2b")
     parser.add_argument(
         "--device",
@@ -370,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     record_path = args.out / "training.json"
     source_record = args.source / "training.json" if args.source else record_path
     previous = json.loads(source_record.read_text()) if source_record.is_file() else {}
-    times: dict[str, int | None] = {}
+    times: dict[str, Any] = {}
 
     _log(f"1. rendering {args.images} textures (seed {args.seed})")
     images, specs = data.make_dataset(args.images, args.seed)
@@ -407,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         **{k: getattr(args, k) for k in DEFAULTS},
         "threads": args.threads,
+        "refine_lr": args.refine_lr,
         **times,
         "torch": torch.__version__,
     }
@@ -422,7 +431,7 @@ def _train_generator(
     clip_path: Path,
     unet_path: Path,
     previous: dict,
-    times: dict[str, int | None],
+    times: dict[str, Any],
 ) -> None:
     """Steps 3 and 4."""
     # the generator is conditioned on the CLIP exactly as it ships (half precision)
@@ -435,6 +444,14 @@ def _train_generator(
         stage_1 = unet.load_unet("cpu", args.source / "unet.safetensors")
         times["unet_seconds"] = previous.get("unet_seconds")
         times["unet_device"] = previous.get("unet_device", "cpu")
+        # a generator refined before: this sitting continues it, and the record keeps the others
+        earlier = list(previous.get("refined_before", []))
+        if previous.get("refine_steps"):
+            earlier.append(
+                {k: previous.get(k, REFINE_LR if k == "refine_lr" else None) for k in REFINE_RECORD}
+            )
+        if earlier:
+            times["refined_before"] = earlier
     else:
         _log("3. training the generator")
         generator = train_unet(
@@ -461,10 +478,11 @@ def _train_generator(
             clip,
             args.refine_steps,
             args.refine_batch,
-            args.seed + 1,
+            # a sitting that continues earlier ones draws new batches, the first the same as ever
+            args.seed + 1 + len(times.get("refined_before") or []),
             checkpoint=lambda model: unet.save_unet(model, partial),
             init=stage_1,
-            peak_lr=REFINE_LR,
+            peak_lr=args.refine_lr,
             device=args.device,
         )
         unet.save_unet(refined, unet_path)
