@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brushlink.server.builtin import data, inpaint_examples, train, unet
+from brushlink.server.builtin import data, inpaint_examples, train_batches, unet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -24,7 +24,7 @@ def dataset() -> tuple[np.ndarray, list[data.Sample]]:
 
 def test_inpainting_examples_keep_the_captioned_texture_inside_the_mask(dataset) -> None:
     images, specs = dataset
-    pixels, _, _ = train._batch(images, specs, 48, random.Random(1))
+    pixels, _, _ = train_batches.draw_batch(images, specs, 48, random.Random(1))
     out, masks = inpaint_examples.make(pixels, images, random.Random(2), share=1.0)
     assert out.shape == pixels.shape and masks.shape == (48, 1, data.SIZE, data.SIZE)
     assert set(masks.unique().tolist()) == {0.0, 1.0}

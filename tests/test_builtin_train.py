@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from brushlink.server.builtin import clip_model, data, train, unet
+from brushlink.server.builtin import clip_model, data, train, train_batches, train_generator, unet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -107,7 +107,7 @@ def test_the_generator_is_checkpointed_while_it_trains() -> None:
     images, specs = data.make_dataset(16, seed=3)
     clip = clip_model.build_clip().eval()
     saved: list[float] = []
-    train.train_unet(
+    train_generator.train_unet(
         images,
         specs,
         clip,
@@ -122,13 +122,13 @@ def test_the_generator_is_checkpointed_while_it_trains() -> None:
 
 def test_batches_are_the_data_sets_images_each_rolled_by_its_own_offset() -> None:
     images, specs = data.make_dataset(40, seed=5)
-    pixels, captions, keys = train._batch(images, specs, 12, random.Random(9))
+    pixels, captions, keys = train_batches.draw_batch(images, specs, 12, random.Random(9))
     # the same draws, one image at a time: the index, then each image's shift
     rng = random.Random(9)
     idx = [rng.randrange(len(specs)) for _ in range(12)]
     shifts = [(rng.randrange(data.SIZE), rng.randrange(data.SIZE)) for _ in idx]
     want = np.stack([np.roll(images[i], s, (0, 1)) for i, s in zip(idx, shifts, strict=True)])
-    assert torch.equal(pixels, train._to_tensor(want))
+    assert torch.equal(pixels, train_batches.to_tensor(want))
     assert len(set(shifts)) > 1  # offsets differ between images
     assert keys == [(specs[i].colours, specs[i].pattern) for i in idx]
     assert all(data.colour_phrase(k[0]) in c for k, c in zip(keys, captions, strict=True))
