@@ -101,6 +101,18 @@ def test_refining_a_refined_generator_continues_it_and_keeps_the_earlier_sitting
     # a continued sitting is as reproducible as a full run
     repeat = _run(tmp_path / "repeat", "--from", str(tmp_path / "first"), "--refine-lr", "3e-4")
     assert all(torch.equal(second[k], repeat[k]) for k in second)
+    # the second sitting drew its own batches: the seed after the first sitting's, not the same
+    images, specs = data.make_dataset(48, train.DEFAULTS["seed"])
+    clip = clip_model.load_clip("cpu", tmp_path / "second" / "clip.safetensors")
+    init = unet.load_unet("cpu", tmp_path / "first" / "unet.safetensors")
+    for shift, same in ((1, False), (2, True)):
+        seed = train.DEFAULTS["seed"] + shift
+        model = train_generator.train_unet(
+            images, specs, clip, 2, train.DEFAULTS["refine_batch"], seed, init=init, peak_lr=3e-4
+        )
+        unet.save_unet(model, tmp_path / f"seed{shift}.safetensors")
+        weights = load_file(str(tmp_path / f"seed{shift}.safetensors"))
+        assert all(torch.equal(second[k], weights[k]) for k in second) is same
 
 
 def test_the_generator_is_checkpointed_while_it_trains() -> None:

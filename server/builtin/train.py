@@ -173,8 +173,10 @@ def _train_generator(
         # a generator refined before: this sitting continues it, and the record keeps the others
         earlier = list(previous.get("refined_before", []))
         if previous.get("refine_steps"):
+            # records written before --refine-lr existed ran at the default rate
             earlier.append(
-                {k: previous.get(k, REFINE_LR if k == "refine_lr" else None) for k in REFINE_RECORD}
+                {k: previous.get(k) for k in REFINE_RECORD}
+                | {"refine_lr": previous.get("refine_lr", REFINE_LR)}
             )
         if earlier:
             times["refined_before"] = earlier
