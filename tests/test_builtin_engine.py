@@ -10,6 +10,7 @@ from brushlink.plugin.errors import ImageMismatch, InvalidField, Unsupported
 from brushlink.plugin.protocol import JobSpec
 from brushlink.server.builtin import data
 from brushlink.server.builtin.clip_model import CLIP_WEIGHTS, load_builtin_clip
+from brushlink.server.builtin.sampling import colour_anchor
 from brushlink.server.builtin.unet import UNET_WEIGHTS
 from brushlink.server.engines.base import EngineJob, EngineResult, JobCancelled, JobContext
 from brushlink.server.engines.builtin import BuiltinEngine, upscale, work_size
@@ -53,6 +54,7 @@ def test_weights_ship_inside_the_package_small_and_as_safetensors(engine) -> Non
 
     assert tuple(sampling.SCHEDULERS) == manifest.SCHEDULER_NAMES
     assert info.defaults["scheduler"] in manifest.SCHEDULER_NAMES
+    assert info.defaults["pattern_guidance"] == manifest.DEFAULT_PATTERN_GUIDANCE > 0
 
 
 @pytest.mark.parametrize("colour", ["red", "blue", "green", "yellow"])
@@ -245,6 +247,9 @@ def test_cancel_stops_the_job(engine) -> None:
         ({"kind": "generate", "strength": 0.0}, InvalidField),
         ({"kind": "generate", "scheduler": "nope"}, InvalidField),
         ({"kind": "generate", "width": 4}, InvalidField),
+        ({"kind": "generate", "options": {"pattern_guidance": "lots"}}, InvalidField),
+        ({"kind": "generate", "options": {"pattern_guidance": 31}}, InvalidField),
+        ({"kind": "generate", "options": {"pattern_guidance": True}}, InvalidField),
         ({"kind": "inpaint"}, InvalidField),
         ({"kind": "style"}, InvalidField),
         ({"kind": "rank"}, Unsupported),
@@ -284,3 +289,46 @@ def test_stripes_run_the_way_the_prompt_says(engine, direction: str) -> None:
         down_y = float(np.abs(np.diff(grey, axis=0)).mean())
         along, across = (down_y, across_x) if direction == "vertical" else (across_x, down_y)
         assert across > 2 * along, (direction, across_x, down_y)
+
+
+@pytest.mark.parametrize("prompt", ["blue bricks", "green hexagons", "orange tiles"])
+def test_pattern_guidance_strengthens_the_pattern_and_keeps_the_colour(engine, prompt) -> None:
+    # measured on pixels: the colours-alone branch pictures the colour as a plain field, so
+    # pushing away from it raises the contrast between the pattern's tones
+    contrasts = []
+    for push in (0.0, 1.0, 2.0):
+        result = run(
+            engine,
+            seed=3,
+            kind="generate",
+            prompt=prompt,
+            candidates=4,
+            width=32,
+            height=32,
+            options={"pattern_guidance": push},
+        )
+        images = [out.image[..., :3] for out in result.images]
+        assert [data.dominant_colour(im) for im in images] == [prompt.split()[0]] * 4
+        contrasts.append(np.mean([im.astype(np.float32).mean(axis=2).std() for im in images]))
+    assert contrasts[0] < contrasts[1] < contrasts[2], contrasts
+
+
+def test_pattern_guidance_needs_a_colour_in_the_prompt(engine) -> None:
+    assert colour_anchor("Blue and WHITE checkerboard, blue") == "a blue and white texture"
+    assert colour_anchor("a brick wall") is None
+    # with no colour named there is no pattern to separate: the option changes no pixel
+    images = [
+        run(
+            engine,
+            seed=2,
+            kind="generate",
+            prompt="a brick wall",
+            width=32,
+            height=32,
+            options={"pattern_guidance": push},
+        )
+        .images[0]
+        .image
+        for push in (0.0, 3.0)
+    ]
+    assert np.array_equal(images[0], images[1])

@@ -100,6 +100,16 @@ BAD_JOBS = [
     ({"kind": "generate", "model": "fill", "prompt": "x"}, [], "unsupported"),
     ({"kind": "style", "style": "no-such-style"}, [("image", 0)], "invalid_field"),
     ({"kind": "style"}, [("image", 0)], "invalid_field"),  # neither style nor reference
+    (
+        {
+            "kind": "generate",
+            "model": "builtin",
+            "prompt": "red",
+            "options": {"pattern_guidance": "lots"},
+        },
+        [],
+        "invalid_field",
+    ),
 ]
 
 

@@ -1,7 +1,10 @@
 """Sampling the built-in generator: text-to-image, img2img (strength) and masked inpainting.
 
 Works at the model's own small size; the engine resizes in and out. Classifier-free guidance
-runs the conditional and unconditional branches in one batch. Inpainting gives the UNet the
+runs the conditional and unconditional branches in one batch. When the prompt names colours, a
+third branch reads those colours alone (``colour_anchor``) and pattern guidance pushes from it
+toward the whole prompt: the guidance is split in two, as in Composable Diffusion (Liu et al.,
+2022), so the pattern can be pushed harder without overdriving the colours. Inpainting gives the UNet the
 masked image and the mask (``unet.condition``) and also blends: after every step the pixels
 outside the mask are replaced by the original noised to the current level, and at the end by
 the original itself.
@@ -9,6 +12,7 @@ the original itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +22,13 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from . import unet as unet_mod
 from .clip_model import text_features, tokenize
-from .manifest import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS
+from .data import COLOUR_NAMES
+from .manifest import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_PATTERN_GUIDANCE,
+    DEFAULT_SCHEDULER,
+    DEFAULT_STEPS,
+)
 
 SCHEDULERS = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}  # manifest.SCHEDULER_NAMES
 
@@ -32,11 +42,20 @@ class SampleRequest:
     negative_prompt: str = ""
     steps: int = DEFAULT_STEPS
     guidance: float = DEFAULT_GUIDANCE
+    pattern_guidance: float = DEFAULT_PATTERN_GUIDANCE  # 0: plain classifier-free guidance
     tile: str = "none"
     init: np.ndarray | None = None  # H x W x 3 uint8 at the model's scale (img2img, inpaint)
     strength: float = 1.0  # 1: start from pure noise; 0.3: stay close to ``init``
     mask: np.ndarray | None = None  # H x W float in [0, 1], 1 = regenerate (inpaint)
     scheduler: str = DEFAULT_SCHEDULER
+
+
+def colour_anchor(prompt: str) -> str | None:
+    """The prompt's colours alone, worded as in training ("a red and white texture"), or None
+    when it names none of the model's colours (then there is no pattern to separate)."""
+    words = re.findall(r"[a-z]+", prompt.lower())
+    colours = list(dict.fromkeys(w for w in words if w in COLOUR_NAMES))
+    return f"a {' and '.join(colours)} texture" if colours else None
 
 
 def _make_scheduler(name: str):
@@ -69,12 +88,16 @@ def sample(
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> np.ndarray:
     """N x H x W x 3 uint8, one image per seed. ``on_step`` may raise to cancel."""
-    # 1. text conditioning: [unconditional | conditional] halves of one batch
+    # 1. text conditioning: [unconditional | conditional | colours alone] parts of one batch;
+    # the third only with pattern guidance and a prompt that names colours
     n = len(request.seeds)
-    tokens = tokenize([request.negative_prompt, request.prompt])
-    states, pooled = text_features(clip, tokens)
-    states = torch.cat([states[:1].expand(n, -1, -1), states[1:].expand(n, -1, -1)])
-    pooled = torch.cat([pooled[:1].expand(n, -1), pooled[1:].expand(n, -1)])
+    texts = [request.negative_prompt, request.prompt]
+    anchor = colour_anchor(request.prompt) if request.pattern_guidance else None
+    if anchor is not None:
+        texts.append(anchor)
+    states, pooled = text_features(clip, tokenize(texts))
+    states = torch.cat([states[i : i + 1].expand(n, -1, -1) for i in range(len(texts))])
+    pooled = torch.cat([pooled[i : i + 1].expand(n, -1) for i in range(len(texts))])
 
     # 2. timesteps; img2img and inpaint with strength < 1 skip the noisiest ones
     scheduler = _make_scheduler(request.scheduler)
@@ -99,7 +122,7 @@ def sample(
         context = unet_mod.condition(_pixels(request.init), mask_px, (1, 3, *mask_px.shape[2:]))
     else:
         context = unet_mod.condition(None, None, (1, 3, request.height, request.width))
-    context = context.expand(2 * n, -1, -1, -1)
+    context = context.expand(len(texts) * n, -1, -1, -1)
     if init is not None and strength < 1.0:
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(n))
     else:
@@ -109,11 +132,13 @@ def sample(
     unet_mod.set_tiling(unet, request.tile)
     try:
         for i, t in enumerate(timesteps):
-            model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+            model_in = scheduler.scale_model_input(torch.cat([latents] * len(texts)), t)
             model_in = torch.cat([model_in, context], dim=1)
             out = unet(model_in, t, encoder_hidden_states=states, class_labels=pooled).sample
-            uncond, cond = out.chunk(2)
+            uncond, cond, *colours_only = out.chunk(len(texts))
             guided = uncond + request.guidance * (cond - uncond)
+            if colours_only:
+                guided = guided + request.pattern_guidance * (cond - colours_only[0])
             latents = scheduler.step(guided, t, latents).prev_sample
             if mask is not None and init is not None:
                 if i + 1 < len(timesteps):

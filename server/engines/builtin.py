@@ -2,7 +2,8 @@
 
 Kinds:
 
-* ``generate`` — ``candidates`` N drawn with seeds seed, seed+1, ... in one batch, ranked by the
+* ``generate`` — ``candidates`` N drawn with seeds seed, seed+1, ... in one batch (with pattern
+  guidance, ``options.pattern_guidance``, when the prompt names colours), ranked by the
   built-in CLIP, the best ``keep`` K returned with their scores; ``tile`` x / y / xy pads the
   model's convolutions circularly and the upscale wraps around too, so tiles stay seamless.
 * ``inpaint`` — crop around the mask with context, regenerate it at the model's size with masked
@@ -35,6 +36,7 @@ DEFAULT_SIZE = 512
 STYLE_STRENGTH = 0.6
 MAX_CANDIDATES = 16
 MAX_STEPS = 100
+MAX_GUIDANCE = 30.0
 PREVIEW_EVERY = 4
 WORK_AREA = 32 * 32  # pixels the model works at, whatever the aspect ratio
 
@@ -100,6 +102,23 @@ def mask_box(mask: np.ndarray, context: float = 0.5) -> tuple[int, int, int, int
     return max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)
 
 
+def pattern_guidance(spec: JobSpec) -> float:
+    """``options.pattern_guidance``: how hard the pattern is pushed beyond the prompt's colours
+    (0 = plain classifier-free guidance); the manifest's default when not given."""
+    from brushlink.server.builtin.manifest import DEFAULT_PATTERN_GUIDANCE
+
+    value = spec.options.get("pattern_guidance", DEFAULT_PATTERN_GUIDANCE)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidField(
+            "`options.pattern_guidance` must be a number.", field="options.pattern_guidance"
+        )
+    if not 0.0 <= value <= MAX_GUIDANCE:
+        raise InvalidField(
+            "`options.pattern_guidance` must be from 0 to 30.", field="options.pattern_guidance"
+        )
+    return float(value)
+
+
 class BuiltinEngine(Engine):
     name = "builtin"
 
@@ -119,6 +138,7 @@ class BuiltinEngine(Engine):
         from brushlink.server.builtin.manifest import (
             CLIP_WEIGHTS,
             DEFAULT_GUIDANCE,
+            DEFAULT_PATTERN_GUIDANCE,
             DEFAULT_SCHEDULER,
             DEFAULT_STEPS,
             UNET_WEIGHTS,
@@ -142,6 +162,7 @@ class BuiltinEngine(Engine):
                     "height": DEFAULT_SIZE,
                     "steps": DEFAULT_STEPS,
                     "guidance": DEFAULT_GUIDANCE,
+                    "pattern_guidance": DEFAULT_PATTERN_GUIDANCE,
                     "scheduler": DEFAULT_SCHEDULER,
                     "strength": STYLE_STRENGTH,
                 },
@@ -172,8 +193,9 @@ class BuiltinEngine(Engine):
             raise InvalidField("`strength` must be in (0, 1].", field="strength")
         if spec.steps is not None and not 1 <= spec.steps <= MAX_STEPS:
             raise InvalidField(f"`steps` must be from 1 to {MAX_STEPS}.", field="steps")
-        if spec.guidance is not None and not 0.0 <= spec.guidance <= 30.0:
+        if spec.guidance is not None and not 0.0 <= spec.guidance <= MAX_GUIDANCE:
             raise InvalidField("`guidance` must be from 0 to 30.", field="guidance")
+        pattern_guidance(spec)
         for side in ("width", "height"):
             value = getattr(spec, side)
             if value is not None and value < 8:
@@ -249,6 +271,7 @@ class BuiltinEngine(Engine):
             seeds=seeds,
             steps=spec.steps or DEFAULT_STEPS,
             guidance=spec.guidance if spec.guidance is not None else DEFAULT_GUIDANCE,
+            pattern_guidance=pattern_guidance(spec),
             scheduler=spec.scheduler or DEFAULT_SCHEDULER,
             **request,
         )
