@@ -49,10 +49,8 @@ from . import data
 from .clip_model import load_builtin_clip
 
 PROMPT = "a {colour} {pattern} texture"
-PLAIN = {
-    "guidance": 3.0,
-    "options": {"pattern_guidance": 0.0},
-}  # the defaults before pattern guidance
+# the sampler defaults before pattern guidance, sampled side by side on the same draws
+PLAIN = {"guidance": 3.0, "options": {"pattern_guidance": 0.0}}
 
 
 def _pattern_guess(clip: Any, colour: str, images: list[np.ndarray]) -> list[str]:

@@ -4,10 +4,10 @@ Works at the model's own small size; the engine resizes in and out. Classifier-f
 runs the conditional and unconditional branches in one batch. When the prompt names colours, a
 third branch reads those colours alone (``colour_anchor``) and pattern guidance pushes from it
 toward the whole prompt: the guidance is split in two, as in Composable Diffusion (Liu et al.,
-2022), so the pattern can be pushed harder without overdriving the colours. Inpainting gives the UNet the
-masked image and the mask (``unet.condition``) and also blends: after every step the pixels
-outside the mask are replaced by the original noised to the current level, and at the end by
-the original itself.
+2022), so the pattern can be pushed harder without overdriving the colours. Inpainting gives
+the UNet the masked image and the mask (``unet.condition``) and also blends: after every step
+the pixels outside the mask are replaced by the original noised to the current level, and at
+the end by the original itself.
 """
 
 from __future__ import annotations

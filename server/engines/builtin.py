@@ -114,7 +114,8 @@ def pattern_guidance(spec: JobSpec) -> float:
         )
     if not 0.0 <= value <= MAX_GUIDANCE:
         raise InvalidField(
-            "`options.pattern_guidance` must be from 0 to 30.", field="options.pattern_guidance"
+            f"`options.pattern_guidance` must be from 0 to {MAX_GUIDANCE:g}.",
+            field="options.pattern_guidance",
         )
     return float(value)
 
@@ -194,7 +195,7 @@ class BuiltinEngine(Engine):
         if spec.steps is not None and not 1 <= spec.steps <= MAX_STEPS:
             raise InvalidField(f"`steps` must be from 1 to {MAX_STEPS}.", field="steps")
         if spec.guidance is not None and not 0.0 <= spec.guidance <= MAX_GUIDANCE:
-            raise InvalidField("`guidance` must be from 0 to 30.", field="guidance")
+            raise InvalidField(f"`guidance` must be from 0 to {MAX_GUIDANCE:g}.", field="guidance")
         pattern_guidance(spec)
         for side in ("width", "height"):
             value = getattr(spec, side)
