@@ -53,7 +53,7 @@ PROMPT = "a {colour} {pattern} texture"
 PLAIN = {"guidance": 3.0, "options": {"pattern_guidance": 0.0}}
 
 
-def _pattern_guess(clip: Any, colour: str, images: list[np.ndarray]) -> list[str]:
+def pattern_guess(clip: Any, colour: str, images: list[np.ndarray]) -> list[str]:
     captions = [f"{colour} {p}" for p in data.PATTERN_NAMES]
     sims = clip.embed_images(images) @ clip.embed_text(captions).T
     return [data.PATTERN_NAMES[int(i)] for i in sims.argmax(1)]
@@ -123,7 +123,7 @@ def run_builtin_bench(
         for j in range(jobs):
             job = EngineJob(f"b{k}.{j}", spec, model, seed=1000 * k + per_job * j)
             images = [out.image[..., :3] for out in engine.run(job, JobContext()).images]
-            guesses = _pattern_guess(clip, colour, images)  # best first
+            guesses = pattern_guess(clip, colour, images)  # best first
             colours = [data.dominant_colour(im) for im in images]
             colour_hits += sum(c == colour for c in colours)
             pattern_hits += sum(g == pattern for g in guesses)
@@ -136,7 +136,7 @@ def run_builtin_bench(
             diversity.append(_mean_pairwise(images))
             plain = EngineJob(job.job_id, replace(spec, **PLAIN), model, job.seed)
             images = [out.image[..., :3] for out in engine.run(plain, JobContext()).images]
-            plain_hits += sum(g == pattern for g in _pattern_guess(clip, colour, images))
+            plain_hits += sum(g == pattern for g in pattern_guess(clip, colour, images))
         truth = [data.render((colour,), pattern, 700_000 + 31 * k + i) for i in range(per_job)]
         true_diversity.append(_mean_pairwise(truth))
 
@@ -144,7 +144,7 @@ def run_builtin_bench(
     for k, (colour, pattern) in enumerate(combos):
         seeds = range(800_000 + 31 * k, 800_000 + 31 * k + per_job * jobs)
         truth = [data.render((colour,), pattern, seed) for seed in seeds]
-        truth_named[pattern] += sum(g == pattern for g in _pattern_guess(clip, colour, truth))
+        truth_named[pattern] += sum(g == pattern for g in pattern_guess(clip, colour, truth))
 
     ranked = len(combos) * jobs
     pattern_share, ranked_share = pattern_hits / total, ranked_pattern / ranked
