@@ -115,6 +115,26 @@ def test_refining_a_refined_generator_continues_it_and_keeps_the_earlier_sitting
         assert all(torch.equal(second[k], weights[k]) for k in second) is same
 
 
+def test_a_sitting_of_step_4_can_deepen_the_generator_and_later_ones_keep_its_depth(
+    tmp_path: Path,
+) -> None:
+    _run(tmp_path / "first")
+    deep = ["--layers-per-block", "2", "--transformer-layers", "2"]
+    _run(tmp_path / "deep", "--from", str(tmp_path / "first"), *deep)
+    assert unet.depth(unet.load_unet("cpu", tmp_path / "deep" / "unet.safetensors")) == (2, 2)
+    record = json.loads((tmp_path / "deep" / "training.json").read_text())
+    assert (record["layers_per_block"], record["transformer_layers"]) == (2, 2)
+    assert [(s["layers_per_block"], s["transformer_layers"]) for s in record["refined_before"]] == [
+        (1, 1)
+    ]
+    # the same command gives the same deepened weights; a later sitting keeps the depth
+    first = load_file(str(tmp_path / "deep" / "unet.safetensors"))
+    again = _run(tmp_path / "again", "--from", str(tmp_path / "first"), *deep)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    _run(tmp_path / "later", "--from", str(tmp_path / "deep"))
+    assert unet.depth(unet.load_unet("cpu", tmp_path / "later" / "unet.safetensors")) == (2, 2)
+
+
 def test_the_generator_is_checkpointed_while_it_trains() -> None:
     images, specs = data.make_dataset(16, seed=3)
     clip = clip_model.build_clip().eval()

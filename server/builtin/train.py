@@ -15,7 +15,9 @@ Steps:
   4. optionally (``--refine-steps``, off by default: long on a CPU) refine the UNet into the
      inpainting generator: step 3's weights gain the inpainting inputs (zeroed) and train on,
      with a fresh optimiser, a lower learning rate and 30 % inpainting examples (a mask, and
-     other surroundings around the captioned texture: ``inpaint_examples``)
+     other surroundings around the captioned texture: ``inpaint_examples``); with
+     ``--layers-per-block`` or ``--transformer-layers`` a sitting first deepens it, every added
+     layer starting as an identity (``grow``)
   5. write both models as half-precision .safetensors
 
 Steps 2b and 4 start from the weights of 2 and 3 exactly as saved (half precision), so a run
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import clip_model, data, manifest, unet
+from . import clip_model, data, grow, manifest, unet
 from .train_batches import log
 from .train_clip import sharpen_image_tower, train_clip
 from .train_generator import REFINE_LR, train_unet
@@ -57,7 +59,15 @@ DEFAULTS = {
     "refine_batch": 64,
 }
 # what training.json records of one sitting of step 4
-REFINE_RECORD = ("refine_steps", "refine_batch", "refine_lr", "refine_seconds", "refine_device")
+REFINE_RECORD = (
+    "refine_steps",
+    "refine_batch",
+    "refine_lr",
+    "refine_seconds",
+    "refine_device",
+    "layers_per_block",
+    "transformer_layers",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--refine-lr", type=float, default=REFINE_LR, help="step 4's peak learning rate"
+    )
+    parser.add_argument(
+        "--layers-per-block",
+        type=int,
+        default=None,
+        help="deepen the generator to this many layers per block before step 4 (default: keep)",
+    )
+    parser.add_argument(
+        "--transformer-layers",
+        type=int,
+        default=None,
+        help="deepen each attention to this many transformer blocks before step 4 (default: keep)",
     )
     parser.add_argument("--clip-only", action="store_true", help="stop after step 2b")
     parser.add_argument(
@@ -174,10 +196,9 @@ def _train_generator(
         earlier = list(previous.get("refined_before", []))
         if previous.get("refine_steps"):
             # records written before --refine-lr existed ran at the default rate
-            earlier.append(
-                {k: previous.get(k) for k in REFINE_RECORD}
-                | {"refine_lr": previous.get("refine_lr", REFINE_LR)}
-            )
+            # records written before these settings existed ran at their defaults
+            defaults = {"refine_lr": REFINE_LR, "layers_per_block": 1, "transformer_layers": 1}
+            earlier.append({k: previous.get(k, defaults.get(k)) for k in REFINE_RECORD})
         if earlier:
             times["refined_before"] = earlier
     else:
@@ -199,6 +220,13 @@ def _train_generator(
 
     if args.refine_steps:
         started = time.time()
+        layers, transformer_layers = unet.depth(stage_1)
+        layers = args.layers_per_block or layers
+        transformer_layers = args.transformer_layers or transformer_layers
+        if (layers, transformer_layers) != unet.depth(stage_1):
+            log(f"4. deepening the generator to {layers} layers, {transformer_layers} transformers")
+            torch.manual_seed(args.seed)  # the added layers' weights that do not start at zero
+            stage_1 = grow.grow(stage_1, layers, transformer_layers)
         log("4. refining the generator")
         refined = train_unet(
             images,
@@ -215,6 +243,7 @@ def _train_generator(
         )
         unet.save_unet(refined, unet_path)
         times["refine_seconds"] = round(time.time() - started)
+        times["layers_per_block"], times["transformer_layers"] = layers, transformer_layers
         times["refine_device"] = args.device
     elif args.source:
         unet.save_unet(stage_1, unet_path)

@@ -38,7 +38,8 @@ def train_unet(
     torch.manual_seed(seed + 1)
     rng = random.Random(seed + 1)
     inpainting = init is not None
-    model = unet.build_unet(inpainting).train()
+    shape = unet.depth(init) if init is not None else (1, 1)
+    model = unet.build_unet(inpainting, *shape).train()
     if init is not None:
         model.load_state_dict(init.state_dict())
     model.to(device)
@@ -46,7 +47,7 @@ def train_unet(
     alphas = sched.alphas_cumprod.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01)
     # an exponential moving average of the weights samples much cleaner than the last step's
-    ema = unet.build_unet(inpainting).to(device)
+    ema = unet.build_unet(inpainting, *shape).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     ema_params, params = list(ema.parameters()), list(model.parameters())

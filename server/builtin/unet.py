@@ -11,6 +11,8 @@ the UNet reads the image with the region to redraw blanked out and the mask itse
 serves every kind of job, and the prompt, not the surrounding picture, decides what fills a
 mask. Like Stable Diffusion's, the inpainting model starts as a plain text-to-image one:
 training step 3 builds it without those inputs and step 4 adds them, zeroed (``load_unet``).
+Step 4 may also deepen it (``grow``); the depth is written into the weights file's metadata,
+so ``load_unet`` builds whatever depth was saved.
 
 Seamless tiling pads every convolution circularly on the axes asked for (``set_tiling``), the
 same trick artists' Stable Diffusion tools use; training mixes circular and zero padding so
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .clip_model import CLIP_CONFIG
@@ -61,9 +64,17 @@ SCHEDULER_CONFIG: dict[str, Any] = {
 }
 
 
-def build_unet(inpainting: bool = True) -> UNet2DConditionModel:
-    """The generator; ``inpainting=False`` builds it without the condition inputs (step 3)."""
-    return UNet2DConditionModel(**(UNET_CONFIG if inpainting else _PLAIN_CONFIG))
+def build_unet(
+    inpainting: bool = True, layers: int = 1, transformer_layers: int = 1
+) -> UNet2DConditionModel:
+    """The generator; ``inpainting=False`` builds it without the condition inputs (step 3).
+
+    ``layers`` (per block) and ``transformer_layers`` (per attention) give its depth: step 3
+    trains depth 1, and a sitting of step 4 may deepen it (``grow``).
+    """
+    config = UNET_CONFIG if inpainting else _PLAIN_CONFIG
+    depth = {"layers_per_block": layers, "transformer_layers_per_block": transformer_layers}
+    return UNet2DConditionModel(**(config | depth))
 
 
 def train_scheduler() -> DDPMScheduler:
@@ -75,7 +86,13 @@ def save_unet(model: UNet2DConditionModel, path: Path = UNET_WEIGHTS) -> None:
     tensors = {
         k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()
     }
-    save_file(tensors, str(path))
+    layers, transformer_layers = depth(model)
+    # the depth travels with the weights, so loading needs no other record
+    metadata = {
+        "layers_per_block": str(layers),
+        "transformer_layers_per_block": str(transformer_layers),
+    }
+    save_file(tensors, str(path), metadata=metadata)
 
 
 def load_unet(device: str = "cpu", path: Path = UNET_WEIGHTS) -> UNet2DConditionModel:
@@ -86,13 +103,26 @@ def load_unet(device: str = "cpu", path: Path = UNET_WEIGHTS) -> UNet2DCondition
     continue from it.
     """
     state = {k: v.float() for k, v in load_file(str(path)).items()}
+    with safe_open(str(path), "pt") as saved:
+        metadata = saved.metadata() or {}  # files saved before deepening was possible: depth 1
     weight = state["conv_in.weight"]
     if weight.shape[1] == CHANNELS:
         extra = weight.new_zeros(weight.shape[0], CONDITION_CHANNELS, *weight.shape[2:])
         state["conv_in.weight"] = torch.cat([weight, extra], dim=1)
-    model = build_unet()
+    model = build_unet(
+        layers=int(metadata.get("layers_per_block", 1)),
+        transformer_layers=int(metadata.get("transformer_layers_per_block", 1)),
+    )
     model.load_state_dict(state)
     return model.eval().to(device)
+
+
+def depth(model: UNet2DConditionModel) -> tuple[int, int]:
+    """(layers per block, transformer layers per attention) of ``model``."""
+    transformer = model.config.transformer_layers_per_block
+    if not isinstance(transformer, int):
+        transformer = transformer[0]
+    return int(model.config.layers_per_block), int(transformer)
 
 
 def fold(images: torch.Tensor) -> torch.Tensor:
