@@ -135,6 +135,20 @@ def test_a_sitting_of_step_4_can_deepen_the_generator_and_later_ones_keep_its_de
     assert unet.depth(unet.load_unet("cpu", tmp_path / "later" / "unet.safetensors")) == (2, 2)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [["--layers-per-block", "2", "--refine-steps", "0"], ["--transformer-layers", "0"]],
+)
+def test_deepening_without_step_4_or_to_no_depth_is_refused(
+    tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*TINY, "--out", str(tmp_path), *extra])
+    assert exit_info.value.code == 2
+    assert "--layers-per-block and --transformer-layers" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was rendered or written
+
+
 def test_the_generator_is_checkpointed_while_it_trains() -> None:
     images, specs = data.make_dataset(16, seed=3)
     clip = clip_model.build_clip().eval()

@@ -51,7 +51,7 @@ def grow(model: UNet2DConditionModel, layers: int, transformer_layers: int) -> U
     config |= {"layers_per_block": layers, "transformer_layers_per_block": transformer_layers}
     grown = UNet2DConditionModel(**config)
     trained = model.state_dict()
-    state = grown.state_dict()
+    state = grown.state_dict()  # shares the parameters' storage: filling it fills ``grown``
     added_up = layers - old_layers  # up layers inserted after each up block's first one
     for key, value in state.items():
         source, added = _source_key(key, old_layers, added_up, old_transformer)
@@ -66,7 +66,6 @@ def grow(model: UNet2DConditionModel, layers: int, transformer_layers: int) -> U
                 value[:, : value.shape[0], 0, 0] = torch.eye(value.shape[0])
         elif any(part in key for part in _ZEROED.get(added, ())):
             value.zero_()
-    grown.load_state_dict(state)
     return grown.to(next(model.parameters()).device).train(model.training)
 
 

@@ -113,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         help="torch device for the training steps run now, e.g. cuda (recorded with the weights)",
     )
     args = parser.parse_args(argv)
+    deepen = (args.layers_per_block, args.transformer_layers)
+    if any(d is not None and d < 1 for d in deepen):
+        parser.error("--layers-per-block and --transformer-layers must be 1 or more")
+    if any(d is not None for d in deepen) and not args.refine_steps:
+        parser.error(
+            "--layers-per-block and --transformer-layers deepen the generator for "
+            "step 4: give --refine-steps too"
+        )
     torch.set_num_threads(args.threads)
     if args.device != "cpu":
         # the same seed gives the same weights on one GPU and software stack too
@@ -195,7 +203,6 @@ def _train_generator(
         # a generator refined before: this sitting continues it, and the record keeps the others
         earlier = list(previous.get("refined_before", []))
         if previous.get("refine_steps"):
-            # records written before --refine-lr existed ran at the default rate
             # records written before these settings existed ran at their defaults
             defaults = {"refine_lr": REFINE_LR, "layers_per_block": 1, "transformer_layers": 1}
             earlier.append({k: previous.get(k, defaults.get(k)) for k in REFINE_RECORD})
@@ -220,10 +227,10 @@ def _train_generator(
 
     if args.refine_steps:
         started = time.time()
-        layers, transformer_layers = unet.depth(stage_1)
-        layers = args.layers_per_block or layers
-        transformer_layers = args.transformer_layers or transformer_layers
-        if (layers, transformer_layers) != unet.depth(stage_1):
+        current = unet.depth(stage_1)
+        layers = args.layers_per_block or current[0]
+        transformer_layers = args.transformer_layers or current[1]
+        if (layers, transformer_layers) != current:
             log(f"4. deepening the generator to {layers} layers, {transformer_layers} transformers")
             torch.manual_seed(args.seed)  # the added layers' weights that do not start at zero
             stage_1 = grow.grow(stage_1, layers, transformer_layers)
