@@ -9,6 +9,7 @@ its API.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Coroutine
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from .client import Client
 from .errors import ServerUnavailable
 from .protocol import Message, Result, Welcome
-from .request import JobRequest
+from .request import Job
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class BlockingClient:
         )
         self._thread.start()
         self._client = Client(url, token, open_timeout=open_timeout, reconnect=reconnect)
-        self._futures: dict[str, Any] = {}
+        self._futures: dict[str, concurrent.futures.Future[Result]] = {}
 
     @property
     def url(self) -> str:
@@ -62,16 +63,16 @@ class BlockingClient:
 
     def run(
         self,
-        request: JobRequest,
+        job: Job,
         on_event: Callable[[Message], None] | None = None,
         timeout: float | None = None,
     ) -> Result:
         """Submit and block until the result; raises the job's error or JobWasCancelled."""
-        return self._call(self._client.run(request, on_event), timeout)
+        return self._call(self._client.run(job, on_event), timeout)
 
-    def submit(self, request: JobRequest, on_event: Callable[[Message], None] | None = None) -> str:
+    def submit(self, job: Job, on_event: Callable[[Message], None] | None = None) -> str:
         """Submit without waiting; ``wait(job_id)`` collects the result later."""
-        handle = self._call(self._client.submit(request))
+        handle = self._call(self._client.submit(job))
 
         async def follow() -> Result:
             try:
@@ -79,13 +80,14 @@ class BlockingClient:
             finally:
                 self._client.forget(handle.job_id)
 
-        self._futures[request.job_id] = asyncio.run_coroutine_threadsafe(follow(), self._loop)
-        return request.job_id
+        self._futures[job.job_id] = asyncio.run_coroutine_threadsafe(follow(), self._loop)
+        return job.job_id
 
     def wait(self, job_id: str, timeout: float | None = None) -> Result:
         future = self._futures.pop(job_id)
         try:
-            return future.result(timeout if timeout is not None else self.timeout)
+            result: Result = future.result(timeout if timeout is not None else self.timeout)
+            return result
         except TimeoutError:
             self._futures[job_id] = future
             raise

@@ -1,7 +1,7 @@
 """The asyncio client: a thin adapter between a websocket and ``JobTracker``.
 
     async with Client() as client:            # URL and token from BRUSHLINK_HOME by default
-        result = await client.run(JobRequest(JobSpec(kind="style", style="sketch"), image=png))
+        result = await client.run(Job(Request(kind="style", style="sketch"), image=png))
 
 If the socket drops, the client reconnects with backoff, asks the server for its unfinished
 jobs (``collect``) and submits again any the server no longer knows (job ids make that safe).
@@ -38,10 +38,11 @@ from .protocol import (
     JobEvent,
     Message,
     Result,
+    Submit,
     Welcome,
     decode_message,
 )
-from .request import JobRequest
+from .request import Job
 
 log = logging.getLogger("brushlink.client")
 
@@ -51,10 +52,10 @@ EventCallback = Callable[[Message], Awaitable[None] | None]
 class JobHandle:
     """One submitted job: iterate its events, or await its result."""
 
-    def __init__(self, client: Client, request: JobRequest) -> None:
+    def __init__(self, client: Client, job_id: str, job: Job | None) -> None:
         self.client = client
-        self.request = request
-        self.job_id = request.job_id
+        self.job = job  # None: a job of an earlier connection, attached by `collect`
+        self.job_id = job_id
         self._events: asyncio.Queue[Message] = asyncio.Queue()
         self.final: JobEvent | None = None
 
@@ -111,6 +112,7 @@ class Client:
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self._lost = False  # reconnect=False and the connection dropped: fail fast from now on
         self._send_lock = asyncio.Lock()  # a submit's header and frames must not interleave
 
     async def __aenter__(self) -> Client:
@@ -192,6 +194,7 @@ class Client:
                 return
             self._connected.clear()
             if not self.reconnect:
+                self._lost = True
                 self._fail_unfinished("The connection to the server was lost.")
                 return
             await self._reconnect()
@@ -202,6 +205,7 @@ class Client:
             try:
                 await self._open()
             except Unauthorized:
+                self._lost = True
                 self._fail_unfinished("The server no longer accepts this client's token.")
                 return
             except ServerUnavailable:
@@ -238,17 +242,17 @@ class Client:
             return
         if not isinstance(message, JobEvent):
             return
+        handle = self._handles.get(message.job_id)
         if (
             isinstance(message, Failed)
             and message.code == "unknown_job"
-            and message.job_id in self._handles
-            and self._handles[message.job_id].request.spec is not None
+            and handle is not None
+            and handle.job is not None
         ):
             # The server forgot the job (it restarted): submit it again under the same id.
             asyncio.get_running_loop().create_task(self._resubmit(message.job_id))
             return
         event = self.tracker.receive(message)
-        handle = self._handles.get(message.job_id)
         if event is None or handle is None:
             return
         if is_final(event):
@@ -257,55 +261,62 @@ class Client:
 
     async def _send(self, *frames: str | bytes) -> None:
         async with self._send_lock:
-            await asyncio.wait_for(self._connected.wait(), timeout=None)
+            if self._lost:
+                raise ServerUnavailable("The connection to the server was lost.")
+            await self._connected.wait()
             assert self._ws is not None
             for frame in frames:
                 await self._ws.send(frame)
 
     # ------------------------------------------------------------------ jobs
 
-    async def submit(self, request: JobRequest) -> JobHandle:
+    async def submit(self, job: Job) -> JobHandle:
         """Send a job (connecting first if this client never has). While the client is
-        reconnecting, the job waits for the connection rather than failing."""
+        reconnecting, the job waits for the connection rather than failing; a client made
+        with ``reconnect=False`` whose connection is gone raises ``ServerUnavailable``."""
         if self.welcome is None:
             await self.connect()
-        self._check_size(request)
-        handle = JobHandle(self, request)
-        self._handles[request.job_id] = handle
-        self.tracker.submitted(request.job_id)
-        await self._send_request(request)
+        if self._lost:
+            raise ServerUnavailable("The connection to the server was lost.")
+        self._check_size(job)
+        handle = JobHandle(self, job.job_id, job)
+        self._handles[job.job_id] = handle
+        self.tracker.submitted(job.job_id)
+        await self._send_job(job)
         return handle
 
-    def _check_size(self, request: JobRequest) -> None:
+    def _check_size(self, job: Job) -> None:
         """Refuse here what the server would refuse by closing the connection."""
         limit = (self.welcome.limits if self.welcome else {}).get("max_message_bytes")
         if not limit:
             return
-        for slot, _, png in request.slots():
-            if len(png) + HEADER_SIZE > limit:
+        for slot, _, data in job.slots():
+            if len(data) + HEADER_SIZE > limit:
                 raise MessageTooBig(
-                    f"The `{slot}` image is {len(png) / 2**20:.1f} MiB; the server accepts "
+                    f"The `{slot}` image is {len(data) / 2**20:.1f} MiB; the server accepts "
                     f"messages up to {limit / 2**20:.1f} MiB.",
                     field=slot,
                 )
 
-    async def _send_request(self, request: JobRequest) -> None:
+    async def _send_job(self, job: Job) -> None:
+        submit = Submit(job_id=job.job_id, job=job.request, images=job.image_refs())
         # On a dropped connection the reconnect's collect or resubmit takes it from here.
         with contextlib.suppress(ConnectionClosed):
-            await self._send(request.submit_message().encode(), *request.frames())
+            await self._send(submit.encode(), *job.frames())
 
     async def _resubmit(self, job_id: str) -> None:
         handle = self._handles.get(job_id)
-        if handle is not None and handle.final is None:
-            await self._send_request(handle.request)
+        if handle is not None and handle.final is None and handle.job is not None:
+            with contextlib.suppress(ServerUnavailable):
+                await self._send_job(handle.job)
 
-    async def run(self, request: JobRequest, on_event: EventCallback | None = None) -> Result:
+    async def run(self, job: Job, on_event: EventCallback | None = None) -> Result:
         """Submit and wait for the result; raises the job's error or JobWasCancelled."""
-        handle = await self.submit(request)
+        handle = await self.submit(job)
         try:
             return await handle.result(on_event)
         finally:
-            self.forget(request.job_id)
+            self.forget(job.job_id)
 
     def forget(self, job_id: str) -> None:
         self._handles.pop(job_id, None)
@@ -320,7 +331,7 @@ class Client:
         for job_id in job_ids:
             handle = self._handles.get(job_id)
             if handle is None:
-                handle = JobHandle(self, JobRequest(spec=None, job_id=job_id))  # type: ignore[arg-type]
+                handle = JobHandle(self, job_id, None)
                 self._handles[job_id] = handle
                 self.tracker.submitted(job_id)
             handles.append(handle)

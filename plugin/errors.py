@@ -178,13 +178,12 @@ class InternalError(BrushlinkError):
 
 
 def _all_subclasses(cls: type[BrushlinkError]) -> list[type[BrushlinkError]]:
-    found = []
+    found: list[type[BrushlinkError]] = []
     for sub in cls.__subclasses__():
         found.append(sub)
         found.extend(_all_subclasses(sub))
     return found
 
 
-ERROR_CLASSES: dict[str, type[BrushlinkError]] = {
-    cls.code: cls for cls in [BrushlinkError, *_all_subclasses(BrushlinkError)]
-}
+_EVERY: list[type[BrushlinkError]] = [BrushlinkError, *_all_subclasses(BrushlinkError)]
+ERROR_CLASSES: dict[str, type[BrushlinkError]] = {cls.code: cls for cls in _EVERY}

@@ -31,11 +31,12 @@ SLOTS: dict[str, int] = {
     "mask": 2,  # soft mask, white = regenerate
     "reference": 3,  # style reference
     "input": 4,  # images to rank (index = position)
+    "control": 5,  # control pictures (index = Control.image)
     "preview": 16,
     "result": 17,
 }
 SLOT_NAMES = {code: name for name, code in SLOTS.items()}
-REQUEST_SLOTS = ("image", "mask", "reference", "input")
+REQUEST_SLOTS = ("image", "mask", "reference", "input", "control")
 
 
 @dataclass(frozen=True)

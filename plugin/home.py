@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .protocol import DEFAULT_PORT, PATH
 
@@ -37,7 +38,7 @@ def read_token(home: Path | None = None) -> str | None:
         return None
 
 
-def read_config(home: Path | None = None) -> dict:
+def read_config(home: Path | None = None) -> dict[str, Any]:
     path = (home or default_home()) / "config.toml"
     try:
         import tomllib  # Python 3.11+
@@ -60,3 +61,17 @@ def default_url(home: Path | None = None) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"ws://{host}:{port}{PATH}"
+
+
+def join_token_argument(argv: list[str]) -> list[str]:
+    """``--token VALUE`` as ``--token=VALUE``: a token may start with ``-``, which argparse
+    would otherwise read as an option of its own ("expected one argument")."""
+    joined: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--token":
+            value = next(args, None)
+            joined.append(arg if value is None else f"--token={value}")
+        else:
+            joined.append(arg)
+    return joined

@@ -28,11 +28,13 @@ from .protocol import (
 
 
 class JobState(enum.Enum):
-    SUBMITTED = "submitted"
+    """Where a job stands; the client and the server use the same states."""
+
+    SUBMITTED = "submitted"  # sent (the server: its image frames are still arriving)
     ACCEPTED = "accepted"
     QUEUED = "queued"
     STARTED = "started"
-    DONE = "done"
+    DONE = "done"  # it has its final answer: result, failed or cancelled
 
 
 _STATE_OF = {Accepted: JobState.ACCEPTED, Queued: JobState.QUEUED, Started: JobState.STARTED}
@@ -79,7 +81,7 @@ class JobTracker:
             return event
         if isinstance(event, Result):
             for item in event.images:
-                item["png"] = job.frames.pop(("result", int(item.get("index", 0))), None)
+                item.data = job.frames.pop(("result", item.index), None)
         if isinstance(event, FINAL_EVENTS):
             job.state = JobState.DONE
             job.final = event

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 
 from .errors import InvalidImage
 
@@ -68,7 +69,7 @@ def read_size(png: bytes) -> tuple[int, int]:
     return width, height
 
 
-def _chunks(png: bytes):
+def _chunks(png: bytes) -> Iterator[tuple[bytes, bytes]]:
     pos = 8
     while pos + 8 <= len(png):
         (length,) = struct.unpack(">I", png[pos : pos + 4])

@@ -2,30 +2,25 @@
 
 Every JSON text frame is an object with ``"type"``; job messages also carry ``"job_id"``.
 Images never travel inside JSON: they follow as binary frames (see ``frames.py``) and JSON
-messages refer to them by slot and index. Unknown fields are ignored on both sides so that
-minor versions can add fields. docs/protocol.md documents every class registered here, and a
-test keeps the two in step.
+messages refer to them by slot and index. Fields are read and checked by ``codec.py`` from the
+annotations below; unknown fields are ignored on both sides so that minor versions can add
+fields. docs/protocol.md documents every class registered here, and a test keeps the two in step.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from . import codec
+from .capabilities import AddonCard, ModelCard
 from .errors import BrushlinkError, InvalidField, InvalidJSON, UnknownMessage
+from .request import ImageRef, Request
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 PATH = "/v1"
 DEFAULT_PORT = 7437
-
-KINDS = ("generate", "inpaint", "style", "rank")
-TILE_MODES = ("none", "x", "y", "xy")
-
-
-def new_job_id() -> str:
-    return str(uuid.uuid4())
 
 
 # --------------------------------------------------------------------------- base
@@ -47,45 +42,24 @@ class Message:
             MESSAGES[cls.type] = cls
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.type, **asdict(self)}
+        return {"type": self.type, **codec.encode(self)}
 
     def encode(self) -> str:
         return json.dumps(self.to_wire(), separators=(",", ":"))
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Message:
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        for f in fields(cls):
-            # list and object fields are iterated later: a null or a string there must fail
-            # here, as a bad field, not deep inside the server as an internal error
-            container = f.default_factory
-            misshapen = container in (list, dict) and f.name in kwargs
-            if misshapen and not isinstance(kwargs[f.name], container):  # type: ignore[arg-type]
-                shape = "an array" if container is list else "an object"
-                raise InvalidField(f"`{f.name}` must be {shape}.", field=f.name)
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:
-            missing = [f.name for f in fields(cls) if f.name not in data and _required(f)]
-            raise InvalidField(
-                f"`{cls.type}` needs the field(s): {', '.join(missing) or '?'}.",
-                field=missing[0] if missing else None,
-            ) from exc
-
-
-def _required(f: Any) -> bool:
-    from dataclasses import MISSING
-
-    return f.default is MISSING and f.default_factory is MISSING
+        return codec.decode(cls, {k: v for k, v in data.items() if k != "type"})
 
 
 def decode_message(text: str | bytes) -> Message:
-    """Parse one JSON text frame into its message class (shape only; values are checked later)."""
+    """Parse one JSON text frame into its message class (shape and types; ranges come later)."""
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJSON(f"The message is not valid JSON ({exc.__class__.__name__}).") from exc
+    except RecursionError as exc:  # json nests by recursion: a hostile document hits the limit
+        raise InvalidJSON("The message is nested too deeply to be a brushlink message.") from exc
     if not isinstance(data, dict):
         raise InvalidJSON("A message must be a JSON object with a `type` field.")
     kind = data.get("type")
@@ -94,44 +68,16 @@ def decode_message(text: str | bytes) -> Message:
     cls = MESSAGES.get(kind)
     if cls is None:
         raise UnknownMessage(f"Unknown message type `{kind[:40]}`.", field="type")
-    return cls.from_wire(data)
+    try:
+        return cls.from_wire(data)
+    except BrushlinkError as err:
+        # a job's message that does not decode is that job's failure, answered by its id
+        job_id = data.get("job_id")
+        err.job_id = job_id if isinstance(job_id, str) else None  # type: ignore[attr-defined]
+        raise
 
 
-# --------------------------------------------------------------------------- requests
-
-
-@dataclass
-class ImageRef:
-    """Names one binary frame that belongs to a request: slot ("image", "mask", ...) and index."""
-
-    slot: str
-    index: int = 0
-
-
-@dataclass
-class JobSpec:
-    """What to make. Every field has a default so bridges only set what the artist chose.
-
-    Engines read what applies to them; a ``None`` means "the model's default".
-    """
-
-    kind: str = "generate"
-    prompt: str = ""
-    negative_prompt: str = ""
-    model: str | None = None  # model name from `welcome.models`; None: the server's default
-    width: int | None = None  # output size; None: the input image's size or the model's default
-    height: int | None = None
-    seed: int | None = None  # None: the server picks one and reports it in the result
-    steps: int | None = None
-    guidance: float | None = None
-    strength: float | None = None  # img2img / style strength in [0, 1]
-    candidates: int = 1  # drawn, then ranked by CLIP
-    keep: int | None = None  # how many of the ranked candidates to return (None: all)
-    tile: str = "none"  # seamless tiling: none | x | y | xy
-    style: str | None = None  # a named style for the style kind (e.g. "sketch")
-    scheduler: str | None = None
-    priority: int = 0  # higher runs first; ties run in arrival order
-    options: dict[str, Any] = field(default_factory=dict)  # engine-specific extras
+# --------------------------------------------------------------------------- client -> server
 
 
 @dataclass
@@ -141,65 +87,8 @@ class Submit(Message):
     type: ClassVar[str] = "submit"
     direction: ClassVar[str] = "client->server"
     job_id: str
-    job: dict[str, Any]
-    images: list[dict[str, Any]] = field(default_factory=list)
-
-    def spec(self) -> JobSpec:
-        return spec_from_wire(self.job)
-
-    def image_refs(self) -> list[ImageRef]:
-        refs = []
-        for item in self.images:
-            if not isinstance(item, dict) or not isinstance(item.get("slot"), str):
-                raise InvalidField("Each entry of `images` needs a `slot`.", field="images")
-            index = item.get("index", 0)
-            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 256:
-                raise InvalidField("An image `index` must be 0..255.", field="images")
-            refs.append(ImageRef(item["slot"], index))
-        return refs
-
-
-def spec_from_wire(data: Any) -> JobSpec:
-    """Build a JobSpec from JSON, checking every field's type (ranges are the server's job)."""
-    if not isinstance(data, dict):
-        raise InvalidField("`job` must be an object.", field="job")
-    spec = JobSpec()
-    for f in fields(JobSpec):
-        if f.name not in data or data[f.name] is None:
-            continue
-        value = data[f.name]
-        expected = _FIELD_TYPES[f.name]
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
-            raise InvalidField(
-                f"`{f.name}` must be {_TYPE_WORDS[expected]}, not {type(value).__name__}.",
-                field=f.name,
-            )
-        setattr(spec, f.name, value)
-    return spec
-
-
-_FIELD_TYPES: dict[str, type] = {
-    "kind": str,
-    "prompt": str,
-    "negative_prompt": str,
-    "model": str,
-    "width": int,
-    "height": int,
-    "seed": int,
-    "steps": int,
-    "guidance": float,
-    "strength": float,
-    "candidates": int,
-    "keep": int,
-    "tile": str,
-    "style": str,
-    "scheduler": str,
-    "priority": int,
-    "options": dict,
-}
-_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", dict: "an object"}
+    job: Request
+    images: list[ImageRef] = field(default_factory=list)
 
 
 @dataclass
@@ -238,9 +127,10 @@ class Welcome(Message):
     direction: ClassVar[str] = "server->client"
     version: str
     capabilities: list[str] = field(default_factory=list)
-    models: list[dict[str, Any]] = field(default_factory=list)
+    models: list[ModelCard] = field(default_factory=list)
     limits: dict[str, int] = field(default_factory=dict)
     server: str = "brushlink"
+    addons: list[AddonCard] = field(default_factory=list)  # LoRAs, ControlNets, VAEs, ...
 
 
 @dataclass
@@ -310,12 +200,7 @@ class Preview(JobEvent):
     direction: ClassVar[str] = "server->client"
     step: int = 0
     total: int = 0
-    image: bytes | None = field(default=None, repr=False)
-
-    def to_wire(self) -> dict[str, Any]:
-        wire = super().to_wire()
-        wire.pop("image")
-        return wire
+    image: bytes | None = field(default=None, repr=False, metadata=codec.wire(False))
 
 
 @dataclass
@@ -325,7 +210,7 @@ class ResultImage:
     height: int
     seed: int | None = None
     score: float | None = None  # CLIP score when ranked
-    png: bytes | None = field(default=None, repr=False)
+    data: bytes | None = field(default=None, repr=False, metadata=codec.wire(False))  # a PNG
 
 
 @dataclass
@@ -334,12 +219,8 @@ class Result(JobEvent):
 
     type: ClassVar[str] = "result"
     direction: ClassVar[str] = "server->client"
-    images: list[dict[str, Any]] = field(default_factory=list)
+    images: list[ResultImage] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
-
-    def result_images(self) -> list[ResultImage]:
-        known = {f.name for f in fields(ResultImage)}
-        return [ResultImage(**{k: v for k, v in d.items() if k in known}) for d in self.images]
 
 
 @dataclass

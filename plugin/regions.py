@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+DEFAULT_CONTEXT = 0.35  # inpainting context: this share of the region's diagonal on every side
+MIN_EDGE = 4  # px: the smallest default grow and feather
+
 
 @dataclass(frozen=True)
 class Box:
@@ -54,15 +57,16 @@ class Box:
         return Box(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
 
 
-def pad_fraction(box: Box, fraction: float) -> Box:
-    """Pad every side by ``fraction`` of the box's diagonal (rounded up to whole pixels).
+def pad_fraction(box: Box, fraction: float, minimum: int = 0) -> Box:
+    """Pad every side by ``fraction`` of the box's diagonal (rounded up to whole pixels), and
+    by at least ``minimum`` pixels.
 
     Context for inpainting scales with the region: a small fix needs a little of its
     surroundings, a large one needs more.
     """
     if fraction < 0:
         raise ValueError(f"The context margin must be 0 or more, not {fraction}.")
-    pad = math.ceil(box.diagonal * fraction)
+    pad = max(minimum, math.ceil(box.diagonal * fraction))
     return box.grow(pad)
 
 
@@ -101,14 +105,28 @@ def context_box(
     grow: int = 0,
     margin: float = 0.0,
     multiple: int = 8,
+    min_pad: int = 0,
 ) -> Box:
     """The rectangle sent to the server for ``region`` (e.g. a selection's bounding box).
 
     ``grow`` pixels (the mask's grow + feather, so no soft edge is cut) and then ``margin``
-    times the grown box's diagonal of context are added around the region; the result is
-    clamped to ``bounds`` (the canvas) and snapped to multiples of ``multiple``.
+    times the grown box's diagonal of context (at least ``min_pad`` pixels) are added around
+    the region; the result is clamped to ``bounds`` (the canvas) and snapped to multiples of
+    ``multiple``. The server crops around a mask with this same function, so a bridge that
+    sends this box has sent all the context the server would use.
     """
     if region.is_empty:
         raise ValueError("The region is empty.")
-    padded = pad_fraction(region.grow(max(0, grow)), margin)
+    padded = pad_fraction(region.grow(max(0, grow)), margin, min_pad)
     return snap(padded.clamp(bounds), multiple, bounds)
+
+
+def default_edges(region: Box, grow: int | None, feather: int | None) -> tuple[int, int]:
+    """Grow and feather in pixels for a masked region: as given, else 1 % and 2 % of the
+    region's diagonal (at least ``MIN_EDGE``). The server grows and feathers; a bridge uses
+    this to know how far past the selection the result may reach."""
+    diagonal = region.diagonal
+    return (
+        grow if grow is not None else max(MIN_EDGE, round(0.01 * diagonal)),
+        feather if feather is not None else max(MIN_EDGE, round(0.02 * diagonal)),
+    )

@@ -1,23 +1,29 @@
 """The server application: the one owner of the registry, the job book and the scheduler.
 
 Life of a submit (see docs/protocol.md):
-  1. header: shape and values checked, model resolved         -> `failed` at once if wrong
+  1. header: the job id, shape and types, every value against the model's card
+     -> `failed` at once if wrong; otherwise the job is in the book (state SUBMITTED)
   2. binary frames collected until every declared slot is in
-  3. sizes from PNG headers, decoding, engine check (off-loop) -> `failed` if wrong
+  3. sizes from PNG headers, decoding, the engine's check (off the event loop) -> `failed`
   4. `accepted`, then `queued` with the position; the scheduler takes it from there
+A cancel or a second submit of the same id finds the job at any of these steps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from websockets.asyncio.server import ServerConnection, serve
 
+from brushlink.plugin import codec
 from brushlink.plugin.errors import (
     BrushlinkError,
     DuplicateJob,
@@ -25,11 +31,14 @@ from brushlink.plugin.errors import (
     QueueFull,
     UnknownJob,
 )
-from brushlink.plugin.frames import BinaryFrame, job_id_bytes
+from brushlink.plugin.frames import BinaryFrame
+from brushlink.plugin.jobs import JobState
 from brushlink.plugin.protocol import (
     PATH,
     PROTOCOL_VERSION,
     Accepted,
+    Cancelled,
+    Failed,
     Queued,
     Started,
     Submit,
@@ -42,7 +51,7 @@ from .engines.registry import EngineRegistry
 from .jobs import JobBook, JobRecord
 from .scheduler import Scheduler
 from .transport import Connection, process_request
-from .validate import CheckedSpec, check_spec, prepare
+from .validate import MAX_SEED, check_request, decode_images
 
 log = logging.getLogger("brushlink.server")
 
@@ -51,15 +60,18 @@ MODEL_RESCAN_S = 10.0  # how stale the model list may get before a new connectio
 CAPABILITIES = ["binary-frames", "progress", "previews", "cancel", "collect", "priority"]
 
 
-@dataclass
-class PendingSubmit:
-    """A submit whose binary frames are still arriving."""
-
-    submit: Submit
-    checked: CheckedSpec | None  # None: a resubmit of a known job, only to re-attach
-    expected: set[tuple[str, int]]
-    owner: Connection | None = None
-    frames: dict[tuple[str, int], bytes] = field(default_factory=dict)
+def check_job_id(job_id: str) -> None:
+    """Job ids are UUIDs in their canonical spelling: binary frames carry the 16 bytes, and
+    the events that name the job must name it as the client did."""
+    try:
+        canonical = str(uuid.UUID(job_id))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise InvalidField("`job_id` must be a UUID.", field="job_id") from exc
+    if canonical != job_id:
+        raise InvalidField(
+            f"`job_id` must be a UUID written as `{canonical}` (lower case, with dashes).",
+            field="job_id",
+        )
 
 
 class App:
@@ -76,8 +88,8 @@ class App:
             allowed_origins=config.allowed_origins,
             allowed_hosts=config.allowed_hosts,
         )
-        self._pending: dict[str, PendingSubmit] = {}
         self._refused: deque[str] = deque(maxlen=1024)  # ids whose stray frames are dropped
+        self._attaching: dict[tuple[int, str], set[tuple[str, int]]] = {}  # resubmits' frames
         self._scanned = 0.0
         self._rescan: asyncio.Task[object] | None = None
 
@@ -100,99 +112,124 @@ class App:
         self._rescan = asyncio.get_running_loop().create_task(rescan())
 
     def welcome(self) -> Welcome:
-        limits = self.config.limits.to_wire()
         models = self.registry.models()
         kinds = sorted({k for m in models for k in m.kinds})
         return Welcome(
             version=PROTOCOL_VERSION,
             capabilities=[*kinds, *CAPABILITIES],
-            models=[m.to_wire() for m in models],
-            limits=limits,
+            models=models,
+            limits=self.config.limits.to_wire(),
+            addons=self.registry.addons(),
         )
 
     # ------------------------------------------------------------------ submit
 
     async def submit(self, conn: Connection, submit: Submit) -> None:
         job_id = submit.job_id
+        expected = {(r.slot, r.index) for r in submit.images}
         try:
-            job_id_bytes(job_id)
-            refs = submit.image_refs()
-            expected = {(r.slot, r.index) for r in refs}
+            check_job_id(job_id)
             existing = self.book.get(job_id)
-            if existing is not None or job_id in self._pending:
-                wire = submit.to_wire()
-                if existing is None or existing.submit_wire != wire:
+            if existing is not None:
+                if existing.submit_wire != codec.encode(submit):
                     raise DuplicateJob(field="job_id")
-                # The same request again (a client retrying after a reconnect): re-attach.
-                self._pending[job_id] = PendingSubmit(submit, None, expected, conn)
-            else:
-                if self.book.pending_for(conn.id) + self._pending_for(conn) >= (
-                    self.config.limits.max_queued_per_client
-                ):
-                    raise QueueFull(
-                        f"This connection already has {self.config.limits.max_queued_per_client} "
-                        "unfinished jobs; wait for some to finish."
-                    )
-                checked = check_spec(submit.spec(), refs, self.registry, self.config.limits)
-                self._pending[job_id] = PendingSubmit(submit, checked, expected, conn)
+                # The same request again (a client retrying after a reconnect, or from a
+                # second connection): attach to the job, and swallow its frames.
+                if expected:
+                    self._attaching[(conn.id, job_id)] = expected
+                self.collect(conn, job_id)
+                return
+            limit = self.config.limits.max_queued_per_client
+            if self.book.unfinished_for(conn.id) >= limit:
+                raise QueueFull(
+                    f"This connection already has {limit} unfinished jobs; wait for some to finish."
+                )
+            request = submit.job
+            engine, card = check_request(request, submit.images, self.registry, self.config.limits)
         except BrushlinkError as err:
-            self._refused.append(str(job_id))
+            self.refuse(str(job_id))
             conn.send_error(err, str(job_id))
             return
+        seed = request.seed if request.seed is not None else random.randrange(MAX_SEED + 1)
+        record = JobRecord(
+            job_id=job_id,
+            submit_wire=codec.encode(submit),
+            request=request,
+            engine=engine,
+            card=card,
+            seed=seed,
+            owner=conn.send,
+            owner_id=conn.id,
+            expected=expected,
+        )
+        self.book.add(record)
         if not expected:
-            await self._complete(conn, job_id)
-
-    def _pending_for(self, conn: Connection) -> int:
-        return sum(1 for p in self._pending.values() if p.owner is conn)
+            await self._complete(record)
 
     async def receive_frame(self, conn: Connection, frame: BinaryFrame) -> None:
-        pending = self._pending.get(frame.job_id)
-        if pending is None:
+        key = (frame.slot, frame.index)
+        attaching = self._attaching.get((conn.id, frame.job_id))
+        if attaching is not None and key in attaching:
+            attaching.discard(key)
+            if not attaching:
+                del self._attaching[(conn.id, frame.job_id)]
+            return
+        record = self.book.get(frame.job_id)
+        if record is None or not record.receiving or record.owner_id != conn.id:
             if frame.job_id not in self._refused:
                 conn.send_error(
                     InvalidField("A binary frame arrived for a job that was not submitted."),
                     frame.job_id,
                 )
             return
-        key = (frame.slot, frame.index)
-        if key not in pending.expected:
-            del self._pending[frame.job_id]
-            self._refused.append(frame.job_id)
+        if key not in record.expected:
+            self.book.remove(record.job_id)
+            self._refused.append(record.job_id)
             conn.send_error(
                 InvalidField(f"The submit did not declare an image `{frame.slot}` #{frame.index}."),
-                frame.job_id,
+                record.job_id,
             )
             return
-        pending.frames[key] = frame.payload
-        if len(pending.frames) == len(pending.expected):
-            await self._complete(conn, frame.job_id)
+        record.expected.discard(key)
+        record.frames[key] = frame.payload
+        if not record.expected:
+            await self._complete(record)
 
-    async def _complete(self, conn: Connection, job_id: str) -> None:
-        pending = self._pending.pop(job_id)
-        if pending.checked is None:
-            self.collect(conn, job_id)
-            return
+    async def _complete(self, record: JobRecord) -> None:
+        """Every frame is in: decode off the loop, then accept and queue (unless cancelled)."""
+        frames, record.frames = record.frames, {}
         started = time.perf_counter()
         try:
-            job = await asyncio.to_thread(
-                prepare, pending.checked, pending.frames, job_id, self.config.limits
+            work = await asyncio.to_thread(
+                decode_images,
+                record.engine,
+                record.request,
+                record.card,
+                frames,
+                record.job_id,
+                record.seed,
+                self.config.limits,
             )
         except BrushlinkError as err:
-            self._refused.append(job_id)
-            conn.send_error(err, job_id)
+            self.book.remove(record.job_id)
+            self._refused.append(record.job_id)
+            if record.owner is not None:
+                record.owner([Failed.from_error(record.job_id, err).encode()])
             return
-        record = JobRecord(
-            job_id=job_id,
-            submit_wire=pending.submit.to_wire(),
-            engine=pending.checked.engine,
-            job=job,
-            owner=conn.send,
-            owner_id=conn.id,
-            decode_s=time.perf_counter() - started,
-        )
-        self.book.add(record)
-        record.emit(Accepted(job_id, model=job.model.name, seed=job.seed))
+        if record.done:  # cancelled while its images were decoded
+            return
+        record.work = work
+        record.decode_s = time.perf_counter() - started
+        record.state = JobState.ACCEPTED
+        record.emit(Accepted(record.job_id, model=record.card.name, seed=record.seed))
         self.scheduler.enqueue(record)
+
+    def refuse(self, job_id: str) -> None:
+        """A submit was refused: drop the image frames that follow it (they name the job by
+        its UUID's bytes, so by its canonical spelling)."""
+        self._refused.append(job_id)
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            self._refused.append(str(uuid.UUID(job_id)))
 
     # ------------------------------------------------------------------ cancel / collect
 
@@ -201,7 +238,12 @@ class App:
         if record is None:
             conn.send_error(UnknownJob(), job_id)
             return
-        if record.state != "done":
+        if record.state in (JobState.SUBMITTED, JobState.ACCEPTED):
+            # not queued yet: its frames may still arrive, and are dropped
+            record.cancel_flag.set()
+            self._refused.append(job_id)
+            record.emit(Cancelled(job_id))
+        elif not record.done:
             self.scheduler.cancel(record)
 
     def collect(self, conn: Connection, job_id: str) -> bool:
@@ -214,18 +256,22 @@ class App:
         if record.final_frames is not None:
             conn.send(record.final_frames)
             return True
-        frames = [Accepted(job_id, model=record.job.model.name, seed=record.job.seed).encode()]
-        if record.state == "queued":
-            frames.append(Queued(job_id, position=self.scheduler.position(record)).encode())
-        else:
+        if record.state is JobState.SUBMITTED:
+            return True  # its answer follows once its images are decoded
+        frames: list[str | bytes] = [
+            Accepted(job_id, model=record.card.name, seed=record.seed).encode()
+        ]
+        if record.state is JobState.STARTED:
             frames.append(Started(job_id).encode())
+        else:
+            frames.append(Queued(job_id, position=self.scheduler.position(record)).encode())
         conn.send(frames)
         return True
 
     def connection_closed(self, conn: Connection) -> None:
         self.book.detach(conn.id)
-        for job_id in [j for j, p in self._pending.items() if p.owner is conn]:
-            del self._pending[job_id]
+        for key in [k for k in self._attaching if k[0] == conn.id]:
+            del self._attaching[key]
 
     # ------------------------------------------------------------------ serving
 
@@ -233,7 +279,7 @@ class App:
         self, ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None
     ) -> None:
         async def handler(ws: ServerConnection) -> None:
-            await Connection(ws, self).serve()
+            await Connection(ws, self, self.config.limits).serve()
 
         await asyncio.to_thread(self.registry.refresh)  # imports and scans before "listening"
         self._scanned = time.monotonic()

@@ -13,6 +13,8 @@ max_message_bytes = 67108864
 max_pixels = 16777216
 max_prompt_chars = 2000
 max_queued_per_client = 32
+max_outgoing_bytes = 268435456  # unsent results held for one connection before it is dropped
+write_timeout_s = 60            # seconds one frame may wait for a client that does not read
 
 [models]
 dirs = []                       # extra model folders
@@ -40,6 +42,11 @@ class Limits:
     max_candidates: int = 16
     max_steps: int = 200
     max_side: int = 8192
+    # a client that does not read its results: once this much waits to be sent to it, or one
+    # frame has waited write_timeout_s for the socket, the connection is closed (its results
+    # stay collectable for result_ttl_s)
+    max_outgoing_bytes: int = 256 * 2**20
+    write_timeout_s: int = 60
 
     def to_wire(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -100,6 +107,13 @@ def load_config(home: Path | None = None, **overrides: Any) -> ServerConfig:
     return replace(config, **given)
 
 
+def new_token() -> str:
+    """32 random bytes, URL-safe, never starting with ``-`` (command lines read that as an
+    option)."""
+    token = secrets.token_urlsafe(32)
+    return token if not token.startswith("-") else "t" + token[1:]
+
+
 def ensure_home(home: Path) -> str:
     """Create the home layout and the token (mode 0600) on first start; return the token."""
     home.mkdir(parents=True, exist_ok=True)
@@ -111,7 +125,7 @@ def ensure_home(home: Path) -> str:
     except FileNotFoundError:
         token = ""
     if not token:
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         # Created with mode 0600 so the token is never readable by others, not even for a moment.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -6,13 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from brushlink.plugin.errors import InvalidImage
 from brushlink.plugin.png import SIGNATURE
 
-from .images import encode_rgba
+from .images import encode_rgba, imdecode_rgba
 
 
 def read_image_as_png(path: Path) -> bytes:
@@ -20,18 +17,10 @@ def read_image_as_png(path: Path) -> bytes:
     data = path.read_bytes()
     if data.startswith(SIGNATURE):
         return data
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if array is None:
+    rgba = imdecode_rgba(data)
+    if rgba is None:
         raise InvalidImage(f"{path} is not an image OpenCV can read.")
-    if array.dtype != np.uint8:
-        array = (array / 257).astype(np.uint8)
-    if array.ndim == 2:
-        array = cv2.cvtColor(array, cv2.COLOR_GRAY2RGBA)
-    elif array.shape[2] == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGBA)
-    else:
-        array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
-    return encode_rgba(array)
+    return encode_rgba(rgba)
 
 
 def _umask() -> int:

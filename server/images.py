@@ -31,11 +31,22 @@ def decode_rgba(data: bytes, slot: str) -> np.ndarray:
     if not data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82"):
         # OpenCV decodes a truncated PNG into a partly grey image without complaint.
         raise InvalidImage(f"The `{slot}` image is truncated or not a complete PNG.", field=slot)
+    rgba = imdecode_rgba(data)
+    if rgba is None:
+        raise InvalidImage(f"The `{slot}` image could not be decoded.", field=slot)
+    return rgba
+
+
+def imdecode_rgba(data: bytes) -> np.ndarray | None:
+    """Any image file OpenCV reads -> H x W x 4 uint8 RGBA, or None when it cannot."""
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
-        raise InvalidImage(f"The `{slot}` image could not be decoded.", field=slot)
+        return None
     if array.dtype != np.uint8:
-        array = (array / 257).astype(np.uint8)  # 16-bit PNGs
+        # 16-bit: keep the high byte, in place (a float copy of a 4096^2 RGBA image would
+        # cost half a gigabyte)
+        np.right_shift(array, 8, out=array)
+        array = array.astype(np.uint8)
     if array.ndim == 2:
         return cv2.cvtColor(array, cv2.COLOR_GRAY2RGBA)
     if array.shape[2] == 3:

@@ -7,20 +7,19 @@ token, so the command line behaves exactly as it does against `brushlink serve`.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 from dataclasses import replace
 from typing import Any
 
 from .app import App
-from .config import ServerConfig
+from .config import ServerConfig, new_token
 from .engines.catalog import build_registry, pick_device
 
 
 class LocalServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = replace(config, host="127.0.0.1", port=0)
-        self.token = secrets.token_urlsafe(24)
+        self.token = new_token()
         self.url = ""
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

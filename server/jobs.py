@@ -1,7 +1,11 @@
-"""The server's record of each job: its owner, its cancel flag and, once done, its final answer.
+"""The server's record of each job, from its submit header to its final answer, and the book of
+all of them.
 
-A record outlives its connection: the final event and result frames stay in ``JobBook`` for
-``result_ttl_s`` so a client that reconnects can ``collect`` them.
+A record is created as soon as a submit's header passes its checks (state ``SUBMITTED``: its
+image frames are arriving), so a second submit of the same id, or a cancel, finds it at any
+moment. It outlives its connection: the final event and result frames stay in ``JobBook`` for
+``result_ttl_s`` so a client that reconnects can ``collect`` them; the decoded images are
+dropped as soon as the job ends.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from brushlink.plugin.capabilities import ModelCard
+from brushlink.plugin.jobs import JobState
 from brushlink.plugin.protocol import FINAL_EVENTS, JobEvent
+from brushlink.plugin.request import Request
 
 from .engines.base import Engine, EngineJob
 
@@ -24,12 +31,17 @@ Sink = Callable[[list[str | bytes]], None]
 class JobRecord:
     job_id: str
     submit_wire: dict[str, Any]  # the submit header as received, to recognise a resubmit
+    request: Request
     engine: Engine
-    job: EngineJob
+    card: ModelCard
+    seed: int
     owner: Sink | None
     owner_id: int
+    expected: set[tuple[str, int]] = field(default_factory=set)  # image frames still to come
+    frames: dict[tuple[str, int], bytes] = field(default_factory=dict)  # arrived so far
+    work: EngineJob | None = None  # the decoded job, while it waits and runs
     arrived: float = field(default_factory=time.monotonic)
-    state: str = "queued"  # queued | started | done
+    state: JobState = JobState.SUBMITTED
     cancel_flag: threading.Event = field(default_factory=threading.Event)
     final_frames: list[str | bytes] | None = None
     finished_at: float | None = None
@@ -38,15 +50,25 @@ class JobRecord:
 
     @property
     def priority(self) -> int:
-        return self.job.spec.priority
+        return self.request.priority
+
+    @property
+    def receiving(self) -> bool:
+        """Its image frames are still arriving."""
+        return self.state is JobState.SUBMITTED and bool(self.expected)
+
+    @property
+    def done(self) -> bool:
+        return self.state is JobState.DONE
 
     def emit(self, event: JobEvent, binaries: list[bytes] | None = None) -> None:
         """Send an event (binary frames first, then the JSON naming them) to the owner."""
         frames: list[str | bytes] = [*(binaries or []), event.encode()]
         if isinstance(event, FINAL_EVENTS):
-            self.state = "done"
+            self.state = JobState.DONE
             self.final_frames = frames
             self.finished_at = time.monotonic()
+            self.frames, self.work = {}, None  # inputs are not kept once the job has ended
         if self.owner is not None:
             self.owner(frames)
 
@@ -66,15 +88,21 @@ class JobBook:
         self.expire()
         self._records[record.job_id] = record
 
-    def pending_for(self, owner_id: int) -> int:
-        return sum(
-            1 for r in self._records.values() if r.owner_id == owner_id and r.state != "done"
-        )
+    def remove(self, job_id: str) -> None:
+        self._records.pop(job_id, None)
+
+    def unfinished_for(self, owner_id: int) -> int:
+        return sum(1 for r in self._records.values() if r.owner_id == owner_id and not r.done)
 
     def detach(self, owner_id: int) -> None:
-        """The owner's connection closed: keep its jobs running and their results stored."""
-        for record in self._records.values():
-            if record.owner_id == owner_id:
+        """The owner's connection closed: jobs still receiving frames are dropped (they can
+        never be complete); the others keep running and their results stay collectable."""
+        for job_id, record in list(self._records.items()):
+            if record.owner_id != owner_id:
+                continue
+            if record.receiving:
+                del self._records[job_id]
+            else:
                 record.owner = None
 
     def expire(self) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from brushlink.plugin.errors import BrushlinkError, InternalError
 from brushlink.plugin.frames import encode_frame
+from brushlink.plugin.jobs import JobState
 from brushlink.plugin.protocol import (
     Cancelled,
     Failed,
@@ -25,6 +26,7 @@ from brushlink.plugin.protocol import (
     Progress,
     Queued,
     Result,
+    ResultImage,
     Started,
 )
 
@@ -60,6 +62,7 @@ class Scheduler:
     # ------------------------------------------------------------------ queue
 
     def enqueue(self, record: JobRecord) -> None:
+        record.state = JobState.QUEUED
         heapq.heappush(self._heap, (-record.priority, next(self._order), record))
         record.emit(Queued(record.job_id, position=self.position(record)))
         self._wakeup.set()
@@ -75,7 +78,7 @@ class Scheduler:
     def cancel(self, record: JobRecord) -> None:
         """Set the flag; a queued job is answered at once, a running one at its next step."""
         record.cancel_flag.set()
-        if record.state == "queued":
+        if record.state is JobState.QUEUED:
             self._heap = [item for item in self._heap if item[2] is not record]
             heapq.heapify(self._heap)
             record.emit(Cancelled(record.job_id))
@@ -98,7 +101,9 @@ class Scheduler:
 
     async def _run(self, record: JobRecord) -> None:
         loop = asyncio.get_running_loop()
-        record.state = "started"
+        job = record.work
+        assert job is not None  # queued jobs hold their decoded request
+        record.state = JobState.STARTED
         record.emit(Started(record.job_id))
         for index, (_, _, other) in enumerate(sorted(self._heap)):
             other.emit(Queued(other.job_id, position=index + 1))
@@ -123,7 +128,7 @@ class Scheduler:
 
         def execute() -> tuple[EngineResult, list[bytes], float]:
             ctx.check_cancelled()
-            result = record.engine.run(record.job, ctx)
+            result = record.engine.run(job, ctx)
             run_s = time.monotonic() - started
             frames = [
                 encode_frame(record.job_id, "result", i, encode_rgba(out.image))
@@ -145,19 +150,19 @@ class Scheduler:
             return
         finished = time.monotonic()
         images = [
-            {
-                "index": i,
-                "width": int(out.image.shape[1]),
-                "height": int(out.image.shape[0]),
-                "seed": out.seed,
-                "score": out.score,
-            }
+            ResultImage(
+                index=i,
+                width=int(out.image.shape[1]),
+                height=int(out.image.shape[0]),
+                seed=out.seed,
+                score=out.score,
+            )
             for i, out in enumerate(result.images)
         ]
         metadata = {
             "engine": record.engine.name,
-            "model": record.job.model.name,
-            "seed": record.job.seed,
+            "model": record.card.name,
+            "seed": record.seed,
             "device": self.device,
             "timings": {
                 "decode_s": round(record.decode_s, 4),

@@ -2,7 +2,9 @@
 
 The reader turns frames into calls on ``App``; everything the server says to a client goes
 through the connection's outgoing queue, so frames from the worker, the scheduler and the
-reader never interleave mid-message.
+reader never interleave mid-message. The queue is bounded in bytes and every write in time:
+a client that stops reading is dropped instead of holding the server's memory (its finished
+results stay in the job book for a reconnect to collect).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from brushlink.plugin.protocol import (
 )
 
 from .auth import HandshakePolicy, status_for
+from .config import Limits
 
 log = logging.getLogger("brushlink.transport")
 
@@ -49,22 +52,42 @@ class Service(Protocol):
     async def submit(self, conn: Connection, submit: Submit) -> None: ...
     async def receive_frame(self, conn: Connection, frame: BinaryFrame) -> None: ...
     def cancel(self, conn: Connection, job_id: str) -> None: ...
+    def refuse(self, job_id: str) -> None: ...
     def collect(self, conn: Connection, job_id: str) -> bool: ...
     def connection_closed(self, conn: Connection) -> None: ...
 
 
 class Connection:
-    def __init__(self, ws: ServerConnection, app: Service) -> None:
+    def __init__(self, ws: ServerConnection, app: Service, limits: Limits | None = None) -> None:
         self.ws = ws
         self.app = app
+        self.limits = limits or Limits()
         self.id = next(_ids)
         self.outgoing: asyncio.Queue[list[str | bytes] | None] = asyncio.Queue()
+        self.queued_bytes = 0
         self.closed = False
 
     def send(self, frames: list[str | bytes]) -> None:
         """Queue frames for the writer; safe to call from the event loop at any time."""
-        if not self.closed:
-            self.outgoing.put_nowait(frames)
+        if self.closed:
+            return
+        size = sum(len(f) for f in frames)
+        if self.queued_bytes + size > self.limits.max_outgoing_bytes:
+            log.warning(
+                "dropping connection %d: %d bytes wait for a client that does not read",
+                self.id,
+                self.queued_bytes,
+            )
+            self._drop()
+            return
+        self.queued_bytes += size
+        self.outgoing.put_nowait(frames)
+
+    def _drop(self) -> None:
+        """Close at once, without the closing handshake a client that does not read never
+        completes."""
+        self.closed = True
+        self.ws.transport.abort()
 
     def send_error(self, err: BrushlinkError, job_id: str | None = None) -> None:
         if job_id is not None:
@@ -77,8 +100,14 @@ class Connection:
             frames = await self.outgoing.get()
             if frames is None:
                 return
+            self.queued_bytes -= sum(len(f) for f in frames)
             for frame in frames:
-                await self.ws.send(frame)
+                try:
+                    await asyncio.wait_for(self.ws.send(frame), self.limits.write_timeout_s)
+                except TimeoutError:
+                    log.warning("dropping connection %d: a frame waited too long", self.id)
+                    self._drop()
+                    return
 
     async def serve(self) -> None:
         writer = asyncio.create_task(self._writer())
@@ -89,7 +118,10 @@ class Connection:
                 try:
                     await self._handle(raw)
                 except BrushlinkError as err:
-                    self.send_error(err, getattr(err, "job_id", None))
+                    job_id = getattr(err, "job_id", None)
+                    if job_id is not None:
+                        self.app.refuse(job_id)  # its image frames, if any, are dropped
+                    self.send_error(err, job_id)
                 except Exception:
                     log.exception("unexpected error while handling a message")
                     self.send_error(InternalError())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brushlink.server.builtin import data
+from brushlink.server.training import data
 
 
 def _column_steps(image: np.ndarray) -> tuple[float, np.ndarray]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixtures.engine_jobs import engine_job
 
 from brushlink.plugin.errors import ImageMismatch, InvalidField, Unsupported
-from brushlink.plugin.protocol import JobSpec
-from brushlink.server.builtin import data
-from brushlink.server.builtin.clip_model import CLIP_WEIGHTS, load_builtin_clip
-from brushlink.server.builtin.sampling import colour_anchor
-from brushlink.server.builtin.unet import UNET_WEIGHTS
-from brushlink.server.engines.base import EngineJob, EngineResult, JobCancelled, JobContext
-from brushlink.server.engines.builtin import BuiltinEngine, upscale, work_size
+from brushlink.plugin.request import InpaintParams, Request
+from brushlink.server.engines.base import EngineResult, JobCancelled, JobContext
+from brushlink.server.engines.builtin.clip_model import CLIP_WEIGHTS, load_builtin_clip
+from brushlink.server.engines.builtin.engine import BuiltinEngine, upscale, work_size
+from brushlink.server.engines.builtin.sampling import colour_anchor
+from brushlink.server.engines.builtin.unet import UNET_WEIGHTS
+from brushlink.server.training import data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -26,15 +27,15 @@ def engine() -> BuiltinEngine:
 def run(
     engine: BuiltinEngine, seed: int = 0, ctx: JobContext | None = None, **fields
 ) -> EngineResult:
-    job = EngineJob("job", JobSpec(**fields), engine.models()[0], seed)
+    job = engine_job(engine, Request(model="builtin", **fields), seed=seed)
     return engine.run(job, ctx or JobContext())
 
 
 def run_with(
     engine: BuiltinEngine, seed: int = 0, *, image=None, mask=None, **fields
 ) -> EngineResult:
-    job = EngineJob("job", JobSpec(**fields), engine.models()[0], seed, image=image, mask=mask)
-    return engine.run(job, JobContext())
+    request = Request(model="builtin", **fields)
+    return engine.run(engine_job(engine, request, seed=seed, image=image, mask=mask), JobContext())
 
 
 def shares(image: np.ndarray) -> dict[str, float]:
@@ -50,7 +51,7 @@ def test_weights_ship_inside_the_package_small_and_as_safetensors(engine) -> Non
     assert set(info.kinds) == {"generate", "inpaint", "style"}
     assert info.defaults["width"] == info.defaults["height"] == 512
     # the constants-only manifest names the schedulers sampling really has
-    from brushlink.server.builtin import manifest, sampling
+    from brushlink.server.engines.builtin import manifest, sampling
 
     assert tuple(sampling.SCHEDULERS) == manifest.SCHEDULER_NAMES
     assert info.defaults["scheduler"] in manifest.SCHEDULER_NAMES
@@ -153,6 +154,7 @@ def test_inpaint_leaves_every_pixel_outside_the_mask_unchanged(engine, astronaut
         candidates=2,
         image=image,
         mask=mask,
+        inpaint=InpaintParams(grow=0, feather=0),  # exactly the mask, no wider
     )
     assert len(result.images) == 2
     for out in result.images:
@@ -252,19 +254,20 @@ def test_cancel_stops_the_job(engine) -> None:
         ({"kind": "generate", "options": {"pattern_guidance": True}}, InvalidField),
         ({"kind": "inpaint"}, InvalidField),
         ({"kind": "style"}, InvalidField),
-        ({"kind": "rank"}, Unsupported),
     ],
 )
 def test_bad_requests_fail_with_a_clear_error(engine, fields: dict, error: type) -> None:
     with pytest.raises(error) as info:
-        engine.check(JobSpec(prompt="red", **fields), engine.models()[0], {})
+        engine_job(engine, Request(prompt="red", model="builtin", **fields))
     assert len(str(info.value)) > 10
 
 
+def test_the_builtin_model_does_not_rank(engine, coffee) -> None:
+    with pytest.raises(Unsupported, match="cannot do `rank`"):
+        engine_job(engine, Request(kind="rank", prompt="red", model="builtin"), inputs=[coffee])
+
+
 def test_a_mask_of_another_size_is_refused(engine, coffee) -> None:
-    spec = JobSpec(kind="inpaint", prompt="red")
-    with pytest.raises(ImageMismatch):
-        engine.check(spec, engine.models()[0], {"image": (64, 64), "mask": (32, 32)})
     with pytest.raises(ImageMismatch):
         run_with(
             engine, kind="inpaint", prompt="red", image=coffee, mask=np.zeros((8, 8), np.uint8)

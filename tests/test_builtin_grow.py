@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from brushlink.server.builtin import grow, unet
+from brushlink.server.engines.builtin import unet
+from brushlink.server.training import grow
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brushlink.server.builtin import data, inpaint_examples, train_batches, unet
+from brushlink.server.engines.builtin import unet
+from brushlink.server.training import data, inpaint_examples, train_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from brushlink.server.builtin import data
-from brushlink.server.builtin.sampler_sweep import main, seen_combinations, sweep
+from brushlink.server.training import data
+from brushlink.server.training.sampler_sweep import main, seen_combinations, sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,36 +12,35 @@ import sys
 import numpy as np
 
 from brushlink.plugin.client import Client
-from brushlink.plugin.protocol import JobSpec
-from brushlink.plugin.request import JobRequest
-from brushlink.server.builtin import data
+from brushlink.plugin.request import InpaintParams, Job, Request
 from brushlink.server.images import decode_rgba, encode_rgba
+from brushlink.server.training import data
 
 
 def _run(coro):
     return asyncio.run(asyncio.wait_for(coro, timeout=240))
 
 
-async def _job(server, request: JobRequest):
+async def _job(server, request: Job):
     async with Client(server.url, server.token) as client:
         return client.welcome, await client.run(request)
 
 
 def test_generate_without_a_model_uses_builtin_and_ranks_its_candidates(server) -> None:
-    spec = JobSpec(
+    spec = Request(
         kind="generate", prompt="red brick wall texture", candidates=3, seed=7, tile="xy"
     )
-    welcome, result = _run(_job(server, JobRequest(spec)))
-    builtin = {m["name"]: m for m in welcome.models}["builtin"]
-    assert set(builtin["kinds"]) == {"generate", "inpaint", "style"}
-    images = result.result_images()
+    welcome, result = _run(_job(server, Job(spec)))
+    builtin = {m.name: m for m in welcome.models}["builtin"]
+    assert set(builtin.kinds) == {"generate", "inpaint", "style"}
+    images = result.images
     assert len(images) == 3
     assert [im.seed for im in images] != [] and {im.seed for im in images} == {7, 8, 9}
     scores = [im.score for im in images]
     assert scores == sorted(scores, reverse=True)
     for im in images:
         assert (im.width, im.height) == (512, 512)
-        rgba = decode_rgba(im.png, "result")
+        rgba = decode_rgba(im.data, "result")
         assert data.dominant_colour(rgba[..., :3]) == "red"
         left_right = np.abs(rgba[:, 0, :3].astype(int) - rgba[:, -1, :3]).mean()
         interior = np.abs(np.diff(rgba[..., :3].astype(int), axis=1)).mean(axis=(0, 2)).max()
@@ -52,13 +51,19 @@ def test_inpaint_with_the_builtin_model_keeps_the_rest(server, coffee) -> None:
     image = np.ascontiguousarray(coffee[:256, :256])
     mask = np.zeros((256, 256), np.uint8)
     mask[64:192, 64:192] = 255
-    request = JobRequest(
-        JobSpec(kind="inpaint", prompt="green checkerboard", model="builtin", seed=1),
+    request = Job(
+        Request(
+            kind="inpaint",
+            prompt="green checkerboard",
+            model="builtin",
+            seed=1,
+            inpaint=InpaintParams(grow=0, feather=0),  # exactly the mask
+        ),
         image=encode_rgba(image),
         mask=encode_rgba(np.dstack([mask] * 3 + [np.full_like(mask, 255)])),
     )
     _, result = _run(_job(server, request))
-    out = decode_rgba(result.result_images()[0].png, "result")
+    out = decode_rgba(result.images[0].data, "result")
     assert np.array_equal(out[mask == 0], image[mask == 0])
     assert data.dominant_colour(out[mask == 255][None, :, :3]) == "green"
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from brushlink.server.builtin import clip_model, data, train, train_batches, train_generator, unet
+from brushlink.server.engines.builtin import clip_model, unet
+from brushlink.server.training import data, train, train_batches, train_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

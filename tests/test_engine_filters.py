@@ -6,12 +6,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from fixtures.engine_jobs import engine_job
 from skimage import data
 
 from brushlink.plugin.errors import InvalidField
-from brushlink.plugin.protocol import JobSpec
-from brushlink.server.engines.base import EngineJob, JobCancelled, JobContext
-from brushlink.server.engines.filters import STYLES, FiltersEngine, _at_size, _detail
+from brushlink.plugin.request import Request
+from brushlink.server.engines.base import JobCancelled, JobContext
+from brushlink.server.engines.filters.engine import STYLES, FiltersEngine, _at_size, _detail
 
 ENGINE = FiltersEngine()
 MODEL = ENGINE.models()[0]
@@ -29,11 +30,10 @@ CHELSEA = rgba(data.chelsea())
 ROCKET = rgba(data.rocket())  # a blue evening sky
 
 
-def run(image: np.ndarray, ctx: JobContext | None = None, **spec) -> np.ndarray:
-    reference = spec.pop("reference", None)
-    job = EngineJob(
-        "job", JobSpec(kind="style", **spec), MODEL, 0, image=image, reference=reference
-    )
+def run(image: np.ndarray, ctx: JobContext | None = None, **fields) -> np.ndarray:
+    reference, mask = fields.pop("reference", None), fields.pop("mask", None)
+    request = Request(kind="style", model="filters", **fields)
+    job = engine_job(ENGINE, request, image=image, reference=reference, mask=mask)
     result = ENGINE.run(job, ctx or JobContext())
     assert len(result.images) == 1
     out = result.images[0].image
@@ -61,9 +61,9 @@ def mean_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_model_lists_its_styles():
-    assert MODEL.name == "filters" and MODEL.kinds == ("style",)
+    assert MODEL.name == "filters" and MODEL.kinds == ["style"]
     assert set(MODEL.styles) >= {"sketch", "pencil-color", "watercolor", "oil", "cartoon", "detail"}
-    assert MODEL.to_wire()["styles"] == list(STYLES)
+    assert MODEL.to_wire()["accepts"]["styles"] == list(STYLES)
 
 
 @pytest.mark.parametrize("photo", [COFFEE, ASTRONAUT], ids=["coffee", "astronaut"])
@@ -164,14 +164,30 @@ def test_unknown_style_names_the_known_ones():
 
 
 def test_neither_style_nor_reference_is_refused_before_queueing():
+    def check(image=COFFEE, reference=None, **fields):
+        engine_job(ENGINE, Request(kind="style", model="filters", **fields), image=image,
+                   reference=reference)  # fmt: skip
+
     with pytest.raises(InvalidField) as err:
-        ENGINE.check(JobSpec(kind="style"), MODEL, {"image": (300, 200)})
+        check()
     assert "reference" in err.value.message and err.value.field == "style"
     with pytest.raises(InvalidField) as err:
-        ENGINE.check(JobSpec(kind="style", style="oil"), MODEL, {})
+        check(image=None, style="oil")
     assert err.value.field == "image"
-    ENGINE.check(JobSpec(kind="style", style="oil"), MODEL, {"image": (300, 200)})
-    ENGINE.check(JobSpec(kind="style"), MODEL, {"image": (300, 200), "reference": (64, 64)})
+    check(style="oil")
+    check(reference=COFFEE[:64, :64])
+
+
+def test_a_mask_keeps_the_restyle_inside_it_softly():
+    mask = np.zeros(COFFEE.shape[:2], np.uint8)
+    mask[100:300, 200:400] = 255
+    mask[100:300, 180:200] = 128  # a soft edge
+    out = run(COFFEE, style="sketch", mask=mask)
+    assert np.array_equal(out[mask == 0], COFFEE[mask == 0])
+    sketch = run(COFFEE, style="sketch")
+    assert np.array_equal(out[mask == 255], sketch[mask == 255])
+    half = (COFFEE[mask == 128].astype(int) + sketch[mask == 128]) / 2
+    assert np.abs(out[mask == 128] - half).max() <= 1
 
 
 def test_progress_is_reported_and_cancel_stops_the_job():

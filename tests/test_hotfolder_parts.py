@@ -46,15 +46,27 @@ def test_recipe_fields_and_size(tmp_path: Path) -> None:
         'format = "JPEG"\n[options]\nradius = 3\n',
     )
     recipe = load_recipe(folder)
-    assert (recipe.width, recipe.height, recipe.format) == (640, 480, "jpg")
-    assert recipe.strength == 1.0 and isinstance(recipe.strength, float)
-    spec = recipe.job_spec()
-    assert (spec.kind, spec.model, spec.style, spec.options) == (
+    request = recipe.request
+    assert (request.width, request.height, recipe.format) == (640, 480, "jpg")
+    assert request.strength == 1.0 and isinstance(request.strength, float)
+    copy = recipe.request_for()
+    assert (copy.kind, copy.model, copy.style, copy.options) == (
         "style",
         "filters",
         "oil",
         {"radius": 3},
     )
+    assert copy is not request
+
+
+def test_a_recipe_holds_the_request_tree_with_its_nested_parts(tmp_path: Path) -> None:
+    folder = _recipe(tmp_path, 'kind = "inpaint"\n[inpaint]\ngrow = 12\ncontext = 0.5\n')
+    recipe = load_recipe(folder)
+    assert (recipe.request.inpaint.grow, recipe.request.inpaint.context) == (12, 0.5)
+    override = recipe.with_overrides({"inpaint": {"feather": 3}}, "a.json").request.inpaint
+    assert (override.grow, override.feather) == (12, 3)  # tables merge key by key
+    with pytest.raises(RecipeError, match="inpaint.feather"):
+        recipe.with_overrides({"inpaint": {"feather": "soft"}}, "a.json")
 
 
 @pytest.mark.parametrize(
@@ -63,8 +75,7 @@ def test_recipe_fields_and_size(tmp_path: Path) -> None:
         ('kind = "style"\nstrenght = 0.5\n', "unknown field `strenght`"),
         ('kind = "paint"\n', "kind must be one of"),
         ('kind = "style"\nsize = "big"\n', 'size must look like "512x512"'),
-        ('kind = "style"\nsteps = "ten"\n', "steps must be a whole number"),
-        ('kind = "style"\nstrength = 2.0\n', "strength must be between 0 and 1"),
+        ('kind = "style"\nsteps = "ten"\n', "`steps` must be an integer, not str"),
         ('kind = "style"\nformat = "gif"\n', "format must be one of"),
         (
             'kind = "style"\nreference = "missing.png"\n',
@@ -81,7 +92,7 @@ def test_recipe_errors_name_the_problem(tmp_path: Path, text: str, words: str) -
 
 def test_sidecar_overrides_are_checked_like_the_recipe(tmp_path: Path) -> None:
     recipe = load_recipe(_recipe(tmp_path, 'kind = "style"\nstyle = "sketch"\n'))
-    assert recipe.with_overrides({"style": "oil", "seed": 7}, "a.json").style == "oil"
+    assert recipe.with_overrides({"style": "oil", "seed": 7}, "a.json").request.style == "oil"
     with pytest.raises(RecipeError, match="unknown field `colour`"):
         recipe.with_overrides({"colour": "red"}, "a.json")
 

@@ -103,7 +103,7 @@ def test_bundle_holds_plugin_core_and_pure_python_websockets(bundle: Path) -> No
     assert "brushlink_krita/" in names  # Krita's importer looks for the folder entry
     for module in ("api", "docker", "selection", "layers", "core", "runner"):
         assert f"brushlink_krita/{module}.py" in names
-    for module in ("blocking", "client", "protocol", "regions", "errors"):
+    for module in ("blocking", "client", "codec", "host", "protocol", "regions", "request"):
         assert f"brushlink_krita/_plugin/{module}.py" in names
     assert "brushlink_krita/vendor/websockets/asyncio/client.py" in names
     assert not [n for n in names if n.endswith((".so", ".pyd", ".c"))]
@@ -134,7 +134,7 @@ def test_plugin_installs_with_krita_importer_and_uses_its_own_core(report: dict)
     assert entry["imported"] == ["brushlink_krita"]
     assert entry["plugin_file"].startswith(entry["pykrita"])
     assert entry["websockets_file"].startswith(entry["pykrita"])
-    assert entry["core_module"] == "brushlink_krita._plugin.blocking"
+    assert entry["core_module"] == "brushlink_krita._plugin.host"
     assert not entry["installed_brushlink_loaded"]
     assert "fill" in entry["models"]
 
@@ -163,25 +163,21 @@ def test_rectangular_inpaint_fills_the_selection_only(report: dict) -> None:
     # plausible: the fill takes the colours around the hole, not black or a flat default
     hole, ring = entry["hole_mean"], entry["ring_mean"]
     assert max(abs(a - b) for a, b in zip(hole, ring, strict=True)) < 30
-    assert entry["saved_prompt_mode"] == "inpaint"
+    assert entry["saved_prompt_kind"] == "inpaint"
 
 
-def test_soft_elliptical_selection_stays_soft(report: dict) -> None:
+def test_soft_elliptical_selection_stays_soft_and_grows_a_little(report: dict) -> None:
     entry = _ok(report, "soft_ellipse_inpaint")
     diff = entry["diff"]
-    assert diff["outside"] == 0
     assert diff["inside"] > 0.9 * diff["inside_total"]
-    assert entry["alpha_equals_mask"] > 0.99  # the layer's alpha is the selection's coverage
-    assert entry["soft_alpha_levels"] > 20
+    # the server grew the selection by its default (4 px here) and feathered the edge: the
+    # layer's alpha is never below the selection's coverage, and stops a few pixels past it
+    assert entry["alpha_below_mask"] == 0
+    assert entry["soft_alpha_levels"] >= 4  # a feathered ramp, not a hard edge
     x, y, w, h = entry["bounds"]
-    assert x <= 320 and y <= 110 and x + w >= 440 and y + h >= 190
-
-
-def test_wide_feathering_on_a_small_copy_matches_krita_at_full_size(report: dict) -> None:
-    entry = _ok(report, "wide_feather_mask")
-    assert entry["mean_diff"] < 4 and entry["max_diff"] < 32  # out of 255
-    assert entry["corner"] == 0 and entry["centre"] == 255
-    assert entry["soft_levels"] > 100
+    sx, sy, sw, sh = entry["selection_bounds"]
+    assert x < sx and y < sy and x + w > sx + sw and y + h > sy + sh
+    assert x >= sx - 5 and y >= sy - 5 and x + w <= sx + sw + 5 and y + h <= sy + sh + 5
 
 
 def test_documents_of_other_colour_depths_get_an_8_bit_layer(report: dict) -> None:

@@ -70,7 +70,8 @@ def test_docker_in_a_real_krita_window_inpaints_the_selection(server, coffee, tm
     assert report["busy"]
     assert report["status_done"] == "Done: [brushlink] inpaint"
     assert "[brushlink] inpaint" in report["layers"]
-    assert report["bounds"] == [300, 100, 120, 80]
+    # the 120 x 80 selection, grown by the server's default 4 px (1 % of its diagonal, at least 4)
+    assert report["bounds"] == [296, 96, 128, 88]
     assert report["outside_changed"] == 0
     assert report["inside_changed"] > 0.9 * 120 * 80
     assert proc.returncode == 0, log  # Krita quit cleanly through File > Quit

@@ -20,21 +20,21 @@ from brushlink.plugin.protocol import (
     Accepted,
     Cancelled,
     Failed,
-    JobSpec,
     Preview,
     Progress,
     Queued,
     Result,
+    ResultImage,
     Started,
     Submit,
     decode_message,
-    spec_from_wire,
 )
-from brushlink.plugin.request import JobRequest
+from brushlink.plugin.request import InpaintParams, Job, Request
 
 
 def _sample(cls: type) -> dict:
-    values = {"job_id": str(uuid.uuid4()), "version": "1.0", "job": {}, "code": "x", "message": "m"}
+    values = {"job_id": str(uuid.uuid4()), "version": "1.1", "job": Request(), "code": "x"}
+    values["message"] = "m"
     return {f.name: values[f.name] for f in fields(cls) if f.name in values}
 
 
@@ -83,14 +83,56 @@ def test_list_fields_that_are_not_lists_are_refused_by_name(body: dict) -> None:
     assert info.value.field == field
 
 
-def test_spec_types_are_checked_field_by_field() -> None:
-    spec = spec_from_wire({"kind": "generate", "prompt": "red", "strength": 1, "seed": 5})
-    assert spec.strength == 1.0 and isinstance(spec.strength, float) and spec.seed == 5
+def test_request_types_are_checked_field_by_field() -> None:
+    request = Request.from_wire({"kind": "generate", "prompt": "red", "strength": 1, "seed": 5})
+    assert request.strength == 1.0 and isinstance(request.strength, float) and request.seed == 5
     with pytest.raises(InvalidField) as info:
-        spec_from_wire({"steps": "twenty"})
+        Request.from_wire({"steps": "twenty"})
     assert info.value.field == "steps" and "integer" in info.value.message
     with pytest.raises(InvalidField):
-        spec_from_wire({"candidates": True})  # a bool is not a count
+        Request.from_wire({"candidates": True})  # a bool is not a count
+
+
+def test_nested_parts_are_typed_and_their_errors_name_the_path() -> None:
+    request = Request.from_wire({"kind": "inpaint", "inpaint": {"grow": 3, "context": 1}})
+    assert request.inpaint == InpaintParams(grow=3, context=1.0)
+    with pytest.raises(InvalidField) as info:
+        Request.from_wire({"inpaint": {"feather": "soft"}})
+    assert info.value.field == "inpaint.feather" and "integer" in info.value.message
+    with pytest.raises(InvalidField) as info:
+        Request.from_wire({"inpaint": {"output": "sideways"}})
+    assert info.value.field == "inpaint.output" and "composite" in info.value.message
+    with pytest.raises(InvalidField) as info:
+        Request.from_wire({"inpaint": None})
+    assert info.value.field == "inpaint"
+
+
+def test_the_codec_round_trips_every_field_and_a_strict_read_refuses_typos() -> None:
+    request = Request(
+        kind="style",
+        prompt="p",
+        width=64,
+        strength=0.5,
+        inpaint=InpaintParams(grow=2, output="layer"),
+        options={"a": [1, {"b": None}]},
+    )
+    assert Request.from_wire(json.loads(json.dumps(request.to_wire()))) == request
+    assert Request.from_wire({"strenght": 0.5}) == Request()  # a newer peer's field: ignored
+    with pytest.raises(InvalidField, match="strenght") as info:
+        Request.from_wire({"strenght": 0.5}, strict=True)
+    assert info.value.field == "strenght"
+
+
+def test_null_means_not_given_for_values_and_is_refused_for_parts() -> None:
+    assert Request.from_wire({"candidates": None, "model": None}) == Request()
+    with pytest.raises(InvalidField, match="options"):
+        Request.from_wire({"options": None})
+
+
+def test_deeply_nested_json_is_invalid_json_not_an_internal_error() -> None:
+    deep = '{"type": "submit", "job_id": "x", "job": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(InvalidJSON):
+        decode_message(deep)
 
 
 def test_every_error_class_round_trips_by_code() -> None:
@@ -120,11 +162,13 @@ def test_frames_round_trip_and_reject_garbage() -> None:
         encode_frame("not-a-uuid", "image", 0, b"")
 
 
-def test_request_declares_exactly_the_frames_it_sends() -> None:
-    request = JobRequest(JobSpec(kind="rank", prompt="x"), inputs=[b"a", b"b"], image=b"i")
-    submit = request.submit_message()
-    refs = [(r.slot, r.index) for r in submit.image_refs()]
-    sent = [(f.slot, f.index) for f in map(decode_frame, request.frames())]
+def test_a_job_declares_exactly_the_frames_it_sends() -> None:
+    job = Job(Request(kind="rank", prompt="x"), inputs=[b"a", b"b"], image=b"i")
+    submit = Submit(job_id=job.job_id, job=job.request, images=job.image_refs())
+    decoded = decode_message(submit.encode())
+    assert isinstance(decoded, Submit) and decoded.job == job.request
+    refs = [(r.slot, r.index) for r in decoded.images]
+    sent = [(f.slot, f.index) for f in map(decode_frame, job.frames())]
     assert refs == sent == [("image", 0), ("input", 0), ("input", 1)]
 
 
@@ -139,8 +183,8 @@ def test_tracker_follows_a_job_and_attaches_frames() -> None:
     preview = tracker.receive(Preview(job_id, step=1, total=4))
     assert preview is not None and preview.image == b"p"
     tracker.receive_binary(decode_frame(encode_frame(job_id, "result", 0, b"r0")))
-    result = tracker.receive(Result(job_id, images=[{"index": 0, "width": 1, "height": 1}]))
-    assert isinstance(result, Result) and result.result_images()[0].png == b"r0"
+    result = tracker.receive(Result(job_id, images=[ResultImage(index=0, width=1, height=1)]))
+    assert isinstance(result, Result) and result.images[0].data == b"r0"
     assert tracker.unfinished() == []
     # Anything after the final answer (a duplicate after a reconnect) is dropped.
     assert tracker.receive(Failed(job_id, "x", "late")) is None
@@ -184,11 +228,8 @@ def test_fuzzed_messages_decode_or_fail_cleanly(kind: str, body: dict) -> None:
     except BrushlinkError:
         return
     if isinstance(message, Submit):
-        try:
-            message.spec()
-            message.image_refs()
-        except BrushlinkError:
-            pass
+        assert isinstance(message.job, Request)  # typed all the way down once decoded
+        assert all(isinstance(ref.slot, str) for ref in message.images)
 
 
 @settings(max_examples=300, deadline=None)

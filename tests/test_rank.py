@@ -8,19 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from brushlink.plugin.errors import InvalidField, Unsupported
-from brushlink.plugin.protocol import JobSpec
-from brushlink.server.clip_ranker import ClipRanker, find_clips
-from brushlink.server.engines.base import EngineJob, JobContext
-from brushlink.server.engines.diffusers_engine import DiffusersEngine
-from brushlink.server.engines.rank import BUILTIN_NAME, RankEngine, _builtin_loader, rank_scores
-from brushlink.server.sd.tiny import (
+from fixtures.engine_jobs import engine_job
+from fixtures.tiny_sd import (
     TINY_CLIP,
     build_tiny_pipeline,
     save_single_file,
     save_tiny_clip,
 )
+
+from brushlink.plugin.errors import InvalidField, Unsupported
+from brushlink.plugin.request import Request
+from brushlink.server.engines.base import JobContext
+from brushlink.server.engines.diffusers.engine import DiffusersEngine
+from brushlink.server.engines.rank.engine import (
+    BUILTIN_NAME,
+    RankEngine,
+    _builtin_loader,
+    rank_scores,
+)
+from brushlink.server.engines.rank.open_clip_ranker import ClipRanker, find_clips
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,8 +47,7 @@ def photos() -> list[np.ndarray]:
 
 
 def run_rank(engine: RankEngine, model: str, prompt: str, inputs: list[np.ndarray]) -> dict:
-    info = {m.name: m for m in engine.models()}[model]
-    job = EngineJob("job", JobSpec(kind="rank", prompt=prompt, model=model), info, 0, inputs=inputs)
+    job = engine_job(engine, Request(kind="rank", prompt=prompt, model=model), inputs=inputs)
     return engine.run(job, JobContext()).metadata
 
 
@@ -96,35 +101,39 @@ def test_clip_weights_need_a_config_and_stay_inside_the_folder(
 
 def test_rank_job_needs_inputs(models: Path) -> None:
     engine = RankEngine([models / "clip"])
-    info = {m.name: m for m in engine.models()}["tiny-clip"]
-    with pytest.raises(InvalidField):
-        engine.check(JobSpec(kind="rank", prompt="x"), info, {"input": []})
+    with pytest.raises(InvalidField, match="input"):
+        engine_job(engine, Request(kind="rank", prompt="x", model="tiny-clip"))
+    with pytest.raises(InvalidField, match="prompt"):
+        engine_job(engine, Request(kind="rank", model="tiny-clip"), inputs=[np.zeros((8, 8, 4))])
 
 
 def test_generate_candidates_come_back_ranked_by_clip(models: Path) -> None:
     save_single_file(build_tiny_pipeline(), models / "checkpoints" / "tiny.safetensors")
     rank = RankEngine([models / "clip"])
     engine = DiffusersEngine([models], device="cpu", ranker=rank.ranker)
-    info = {m.name: m for m in engine.models()}["tiny"]
-    spec = JobSpec(prompt="a red apple", width=64, height=64, steps=2, candidates=4, keep=2)
-    result = engine.run(EngineJob("job", spec, info, seed=100), JobContext())
+    spec = Request(
+        prompt="a red apple", model="tiny", width=64, height=64, steps=2, candidates=4, keep=2
+    )
+    result = engine.run(engine_job(engine, spec, seed=100), JobContext())
     assert result.metadata["ranked"] is True
     assert len(result.images) == 2
     first, second = result.images
     assert first.score >= second.score
     # the kept ones are the best of all four, scored by the same CLIP
-    everything = engine.run(
-        EngineJob("job", JobSpec(**{**spec.__dict__, "keep": None}), info, seed=100), JobContext()
-    )
+    spec.keep = None
+    everything = engine.run(engine_job(engine, spec, seed=100), JobContext())
     scores = sorted((o.score for o in everything.images), reverse=True)
     assert [first.score, second.score] == scores[:2]
     assert {o.seed for o in everything.images} == {100, 101, 102, 103}
-    assert rank.scorer("tiny-clip")("a red apple", [first.image])[0] == first.score
+    # scored alone or in a batch of four: the same score, to float rounding
+    assert rank.scorer("tiny-clip")("a red apple", [first.image])[0] == pytest.approx(
+        first.score, abs=1e-3
+    )
 
 
 @pytest.mark.skipif(_builtin_loader() is None, reason="the builtin CLIP's weights are not built")
 def test_builtin_clip_puts_the_matching_texture_first() -> None:
-    from brushlink.server.builtin import data
+    from brushlink.server.training import data
 
     engine = RankEngine([])
     assert BUILTIN_NAME in [m.name for m in engine.models()]

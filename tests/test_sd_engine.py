@@ -10,13 +10,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fixtures.engine_jobs import engine_job, untouched
+from fixtures.tiny_sd import build_tiny_pipeline, save_single_file
 
 from brushlink.plugin.errors import InvalidField, OutOfMemory, Unsupported
-from brushlink.plugin.protocol import JobSpec
-from brushlink.server.engines.base import EngineJob, JobCancelled, JobContext
-from brushlink.server.engines.diffusers_engine import DiffusersEngine, feathered_mask
-from brushlink.server.sd.tiling import tiling
-from brushlink.server.sd.tiny import build_tiny_pipeline, save_single_file
+from brushlink.plugin.request import Request
+from brushlink.server.engines.base import JobCancelled, JobContext
+from brushlink.server.engines.diffusers.engine import DiffusersEngine
+from brushlink.server.engines.diffusers.tiling import tiling
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,11 +50,10 @@ class Events:
 
 
 def run(
-    engine: DiffusersEngine, spec: JobSpec, seed: int = 11, events: Events | None = None, **images
+    engine: DiffusersEngine, spec: Request, seed: int = 11, events: Events | None = None, **images
 ):
-    info = {m.name: m for m in engine.models()}[spec.model or "tiny"]
-    engine.check(spec, info, {k: v.shape[1::-1] for k, v in images.items()})
-    job = EngineJob("job", spec, info, seed=seed, **images)
+    spec.model = spec.model or "tiny"
+    job = engine_job(engine, spec, seed=seed, **images)
     return engine.run(job, (events or Events()).ctx())
 
 
@@ -67,46 +67,46 @@ def photo(width: int, height: int) -> np.ndarray:
 def test_models_list_family_kinds_and_defaults(engine: DiffusersEngine) -> None:
     info = {m.name: m for m in engine.models()}
     assert info["tiny"].family == "sd1"
-    assert info["tiny"].kinds == ("generate", "inpaint", "style")
-    assert info["tiny-inpainting"].kinds == ("inpaint",)
+    assert info["tiny"].kinds == ["generate", "inpaint", "style"]
+    assert info["tiny-inpainting"].kinds == ["inpaint"]
     assert info["tiny"].defaults["width"] == 64  # the UNet's sample size x the VAE's factor
     assert info["tiny"].size_bytes > 0
 
 
 def test_same_seed_same_image_and_candidates_use_consecutive_seeds(engine: DiffusersEngine) -> None:
-    spec = JobSpec(prompt="a red cat", width=64, height=64, steps=3, candidates=2)
+    spec = Request(prompt="a red cat", width=64, height=64, steps=3, candidates=2)
     first = run(engine, spec, seed=40)
     again = run(engine, spec, seed=40)
     assert [o.seed for o in first.images] == [40, 41]
     for a, b in zip(first.images, again.images, strict=True):
         assert np.array_equal(a.image, b.image)
     assert not np.array_equal(first.images[0].image, first.images[1].image)
-    alone = run(engine, JobSpec(prompt="a red cat", width=64, height=64, steps=3), seed=41)
+    alone = run(engine, Request(prompt="a red cat", width=64, height=64, steps=3), seed=41)
     diff = np.abs(alone.images[0].image.astype(int) - first.images[1].image.astype(int))
     assert diff.max() <= 2  # candidate 2 is the seed-41 image (batching may round differently)
 
 
 def test_sizes_that_are_not_multiples_of_8_come_back_at_the_asked_size(engine) -> None:
-    out = run(engine, JobSpec(prompt="x", width=60, height=44, steps=2)).images[0].image
+    out = run(engine, Request(prompt="x", width=60, height=44, steps=2)).images[0].image
     assert out.shape == (44, 60, 4)
     assert (out[..., 3] == 255).all()
 
 
 def test_progress_every_step_and_previews_from_latents(engine: DiffusersEngine) -> None:
     events = Events()
-    run(engine, JobSpec(prompt="x", width=64, height=48, steps=6, scheduler="ddim"), events=events)
+    run(engine, Request(prompt="x", width=64, height=48, steps=6, scheduler="ddim"), events=events)
     assert events.progress == [(i, 6) for i in range(1, 7)]
     assert events.previews == [((6, 8, 4), 2), ((6, 8, 4), 4)]  # latent-sized, every 2nd step
 
 
 def test_scheduler_choice_changes_the_sampler_and_is_restored(engine: DiffusersEngine) -> None:
-    base = JobSpec(prompt="x", width=64, height=64, steps=4)
+    base = Request(prompt="x", width=64, height=64, steps=4)
     default = run(engine, base).images[0].image
-    euler_a = run(engine, JobSpec(**{**base.__dict__, "scheduler": "euler_a"})).images[0].image
+    euler_a = run(engine, Request(**{**base.__dict__, "scheduler": "euler_a"})).images[0].image
     assert not np.array_equal(default, euler_a)
     assert np.array_equal(run(engine, base).images[0].image, default)
     with pytest.raises(InvalidField, match="Unknown scheduler"):
-        run(engine, JobSpec(prompt="x", scheduler="warp-drive"))
+        run(engine, Request(prompt="x", scheduler="warp-drive"))
 
 
 def test_tiling_makes_opposite_edges_continue_each_other(engine: DiffusersEngine) -> None:
@@ -141,9 +141,9 @@ def test_tiling_makes_opposite_edges_continue_each_other(engine: DiffusersEngine
 
 
 def test_tile_jobs_through_the_engine_and_padding_is_restored(engine: DiffusersEngine) -> None:
-    base = JobSpec(prompt="bricks", width=64, height=64, steps=2)
+    base = Request(prompt="bricks", width=64, height=64, steps=2)
     plain = run(engine, base).images[0].image
-    tiled = run(engine, JobSpec(**{**base.__dict__, "tile": "xy"})).images[0].image
+    tiled = run(engine, Request(**{**base.__dict__, "tile": "xy"})).images[0].image
     assert not np.array_equal(plain, tiled)
     assert np.array_equal(run(engine, base).images[0].image, plain)
 
@@ -155,11 +155,11 @@ def test_inpaint_leaves_pixels_outside_the_feathered_mask_unchanged(engine, mode
     cv2.circle(mask, (90, 60), 14, 255, -1)
     mask = cv2.GaussianBlur(mask, (9, 9), 3)  # a soft selection
     events = Events()
-    result = run(engine, JobSpec(kind="inpaint", model=model, prompt="a red flower", steps=3),
+    result = run(engine, Request(kind="inpaint", model=model, prompt="a red flower", steps=3),
                  events=events, image=image, mask=mask)  # fmt: skip
     out = result.images[0].image
     assert out.shape == image.shape
-    outside = feathered_mask(mask) == 0
+    outside = untouched(mask)
     assert outside.sum() > 0.8 * outside.size
     assert np.array_equal(out[outside], image[outside])
     inside = mask == 255
@@ -174,18 +174,18 @@ def test_outpaint_fills_an_enlarged_canvas(engine: DiffusersEngine) -> None:
     image[:, 72:, :] = 0  # the canvas grew by 24 transparent columns on the right
     mask = np.zeros((64, 96), np.uint8)
     mask[:, 72:] = 255
-    result = run(engine, JobSpec(kind="inpaint", prompt="sky", steps=3), image=image, mask=mask)
+    result = run(engine, Request(kind="inpaint", prompt="sky", steps=3), image=image, mask=mask)
     out = result.images[0].image
     assert result.metadata["outpaint"] is True
     assert (out[:, 72:, 3] == 255).all()  # filled and opaque
-    outside = feathered_mask(mask) == 0
+    outside = untouched(mask)
     assert np.array_equal(out[outside], image[outside])
 
 
 def test_style_keeps_size_and_transparency(engine: DiffusersEngine) -> None:
     image = photo(80, 56)
     image[:8, :8, 3] = 0
-    out = run(engine, JobSpec(kind="style", prompt="oil painting", strength=0.5, steps=4),
+    out = run(engine, Request(kind="style", prompt="oil painting", strength=0.5, steps=4),
               image=image).images[0].image  # fmt: skip
     assert out.shape == image.shape
     assert np.array_equal(out[..., 3], image[..., 3])
@@ -195,16 +195,16 @@ def test_style_keeps_size_and_transparency(engine: DiffusersEngine) -> None:
 def test_style_reference_without_ip_adapter_names_the_missing_weights(engine) -> None:
     image = photo(64, 64)
     with pytest.raises(Unsupported, match=r"ip-adapter_sd15\.safetensors"):
-        run(engine, JobSpec(kind="style", prompt="x"), image=image, reference=image)
+        run(engine, Request(kind="style", prompt="x"), image=image, reference=image)
 
 
 def test_cancel_stops_within_one_step(engine: DiffusersEngine) -> None:
     events = Events(cancel_after=2)  # steps 1 and 2 report, then the flag is up
     with pytest.raises(JobCancelled):
-        run(engine, JobSpec(prompt="x", width=64, height=64, steps=20), events=events)
+        run(engine, Request(prompt="x", width=64, height=64, steps=20), events=events)
     assert events.progress[-1][0] == 2
     # the pipeline is fine for the next job
-    assert run(engine, JobSpec(prompt="x", width=64, height=64, steps=2)).images
+    assert run(engine, Request(prompt="x", width=64, height=64, steps=2)).images
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ def test_cancel_stops_within_one_step(engine: DiffusersEngine) -> None:
     ],
 )
 def test_out_of_memory_retries_once_with_lower_memory_settings(engine, monkeypatch, error) -> None:
-    spec = JobSpec(prompt="x", width=64, height=64, steps=2)
+    spec = Request(prompt="x", width=64, height=64, steps=2)
     expected = run(engine, spec).images[0].image
     pipe = engine.store.get(engine.folders.resolve("tiny"), "txt2img")
     real_forward = pipe.unet.forward
@@ -242,18 +242,18 @@ def test_out_of_memory_twice_fails_the_job_clearly(engine, monkeypatch) -> None:
 
     monkeypatch.setattr(pipe.unet, "forward", always)
     with pytest.raises(OutOfMemory, match="even after retrying"):
-        run(engine, JobSpec(prompt="x", width=64, height=64, steps=2))
+        run(engine, Request(prompt="x", width=64, height=64, steps=2))
     monkeypatch.undo()
-    assert run(engine, JobSpec(prompt="x", width=64, height=64, steps=2)).images
+    assert run(engine, Request(prompt="x", width=64, height=64, steps=2)).images
 
 
 def test_requests_the_engine_refuses_before_queueing(engine: DiffusersEngine) -> None:
     with pytest.raises(InvalidField, match="keep"):
-        run(engine, JobSpec(prompt="x", candidates=2, keep=3))
+        run(engine, Request(prompt="x", candidates=2, keep=3))
     with pytest.raises(InvalidField, match="mask"):
-        run(engine, JobSpec(kind="inpaint", prompt="x"), image=photo(64, 64))
+        run(engine, Request(kind="inpaint", prompt="x"), image=photo(64, 64))
     with pytest.raises(InvalidField, match="tile"):
-        run(engine, JobSpec(prompt="x", tile="diagonal"))
+        run(engine, Request(prompt="x", tile="diagonal"))
 
 
 def test_missing_model_file_is_unknown(engine: DiffusersEngine, tmp_path: Path) -> None:
@@ -264,14 +264,14 @@ def test_missing_model_file_is_unknown(engine: DiffusersEngine, tmp_path: Path) 
 
 
 def test_style_reference_steers_through_ip_adapter_when_installed(tmp_path: Path) -> None:
-    from brushlink.server.sd.tiny import save_tiny_ip_adapter
+    from fixtures.tiny_sd import save_tiny_ip_adapter
 
     pipe = build_tiny_pipeline(seed=1)
     save_single_file(pipe, tmp_path / "checkpoints" / "tiny.safetensors")
     save_tiny_ip_adapter(pipe, tmp_path / "ipadapter", "ip-adapter_sd15.safetensors")
     engine = DiffusersEngine([tmp_path], device="cpu")
     image, reference = photo(64, 64), photo(64, 64)[::-1].copy()
-    spec = JobSpec(kind="style", prompt="oil painting", steps=3)
+    spec = Request(kind="style", prompt="oil painting", steps=3)
     plain = run(engine, spec, image=image).images[0].image
     steered = run(engine, spec, image=image, reference=reference).images[0].image
     assert np.abs(plain.astype(int) - steered.astype(int)).mean() > 1
@@ -280,20 +280,20 @@ def test_style_reference_steers_through_ip_adapter_when_installed(tmp_path: Path
 
 
 def test_sdxl_checkpoint_generates_inpaints_and_styles(tmp_path: Path) -> None:
-    from brushlink.server.sd.tiny import build_tiny_sdxl_pipeline
+    from fixtures.tiny_sd import build_tiny_sdxl_pipeline
 
     save_single_file(build_tiny_sdxl_pipeline(), tmp_path / "checkpoints" / "xl.safetensors")
     engine = DiffusersEngine([tmp_path], device="cpu")
     assert {m.name: m.family for m in engine.models()} == {"xl": "sdxl"}
-    spec = JobSpec(model="xl", prompt="moss", width=64, height=64, steps=2, tile="xy")
+    spec = Request(model="xl", prompt="moss", width=64, height=64, steps=2, tile="xy")
     assert run(engine, spec).images[0].image.shape == (64, 64, 4)
     image = photo(96, 80)
     mask = np.zeros((80, 96), np.uint8)
     mask[30:50, 40:60] = 255
-    out = run(engine, JobSpec(kind="inpaint", model="xl", prompt="moss", steps=2),
+    out = run(engine, Request(kind="inpaint", model="xl", prompt="moss", steps=2),
               image=image, mask=mask).images[0].image  # fmt: skip
-    outside = feathered_mask(mask) == 0
+    outside = untouched(mask)
     assert np.array_equal(out[outside], image[outside])
-    styled = run(engine, JobSpec(kind="style", model="xl", prompt="moss", steps=2), image=image)
+    styled = run(engine, Request(kind="style", model="xl", prompt="moss", steps=2), image=image)
     assert styled.images[0].image.shape == image.shape
     assert engine.store.loads == 1  # txt2img, inpaint and img2img share one loaded checkpoint

@@ -15,12 +15,12 @@ import open_clip
 import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from fixtures.tiny_sd import build_tiny_pipeline, build_tiny_sdxl_pipeline, save_single_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from brushlink.plugin.errors import EngineError, UnknownModel, Unsupported
-from brushlink.server.sd import loading
-from brushlink.server.sd.store import ModelFolders, ModelStore, checkpoint_dirs
-from brushlink.server.sd.tiny import build_tiny_pipeline, build_tiny_sdxl_pipeline, save_single_file
+from brushlink.server.engines.diffusers import loading
+from brushlink.server.engines.diffusers.store import ModelFolders, ModelStore, checkpoint_dirs
 
 CONFIGS = loading.CONFIGS
 
@@ -126,7 +126,7 @@ def test_loading_never_touches_the_network(models: Path, tmp_path: Path) -> None
         import torch
         torch.set_num_threads(1)
         from pathlib import Path
-        from brushlink.server.sd.loading import load_pipeline
+        from brushlink.server.engines.diffusers.loading import load_pipeline
         for name in ("tiny-folder", "tiny-file.safetensors"):
             pipe = load_pipeline(Path({str(models / "checkpoints")!r}) / name)
             pipe.set_progress_bar_config(disable=True)

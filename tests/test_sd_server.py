@@ -9,13 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fixtures.tiny_sd import build_tiny_pipeline, save_single_file, save_tiny_clip
 
 from brushlink.plugin.client import Client
 from brushlink.plugin.errors import JobWasCancelled, Unsupported
-from brushlink.plugin.protocol import JobSpec, Preview, Progress
-from brushlink.plugin.request import JobRequest
+from brushlink.plugin.protocol import Preview, Progress
+from brushlink.plugin.request import Job, Request
 from brushlink.server.images import decode_rgba, encode_rgba
-from brushlink.server.sd.tiny import build_tiny_pipeline, save_single_file, save_tiny_clip
 
 
 def _run(coro):
@@ -44,13 +44,13 @@ def sd_server(tmp_path_factory: pytest.TempPathFactory):
 def test_welcome_lists_the_checkpoint_and_the_clip(sd_server) -> None:
     async def main():
         async with Client(sd_server.url, sd_server.token) as client:
-            return {m["name"]: m for m in client.welcome.models}
+            return {m.name: m for m in client.welcome.models}
 
     models = _run(main())
-    assert models["tiny"]["engine"] == "diffusers"
-    assert models["tiny"]["family"] == "sd1"
-    assert set(models["tiny"]["kinds"]) == {"generate", "inpaint", "style"}
-    assert models["tiny-clip"]["kinds"] == ["rank"]
+    assert models["tiny"].engine == "diffusers"
+    assert models["tiny"].family == "sd1"
+    assert set(models["tiny"].kinds) == {"generate", "inpaint", "style"}
+    assert models["tiny-clip"].kinds == ["rank"]
     assert "old" not in models  # a pickle is never offered
 
 
@@ -59,16 +59,16 @@ def test_generate_returns_the_best_candidates_with_scores(sd_server) -> None:
 
     async def main():
         async with Client(sd_server.url, sd_server.token) as client:
-            spec = JobSpec(prompt="a red apple", model="tiny", width=64, height=64, steps=6,
+            spec = Request(prompt="a red apple", model="tiny", width=64, height=64, steps=6,
                            seed=9, candidates=3, keep=2)  # fmt: skip
-            return await client.run(JobRequest(spec), on_event=events.append)
+            return await client.run(Job(spec), on_event=events.append)
 
     result = _run(main())
-    images = result.result_images()
+    images = result.images
     assert len(images) == 2
     assert images[0].score >= images[1].score
     assert {images[0].seed, images[1].seed} <= {9, 10, 11}
-    first = decode_rgba(images[0].png, "result")
+    first = decode_rgba(images[0].data, "result")
     assert first.shape == (64, 64, 4)
     steps = [e.step for e in events if isinstance(e, Progress)]
     # every step reported once, in order (PNDM, SD 1.x's scheduler, takes one warm-up step more)
@@ -84,7 +84,7 @@ def test_rank_job_orders_images_best_first(sd_server) -> None:
 
     async def main():
         async with Client(sd_server.url, sd_server.token) as client:
-            request = JobRequest(JobSpec(kind="rank", prompt="a cat", model="tiny-clip"),
+            request = Job(Request(kind="rank", prompt="a cat", model="tiny-clip"),
                                  inputs=[_png(p) for p in photos])  # fmt: skip
             return await client.run(request)
 
@@ -101,12 +101,12 @@ def test_inpaint_through_the_server_keeps_pixels_outside_the_mask(sd_server, cof
 
     async def main():
         async with Client(sd_server.url, sd_server.token) as client:
-            request = JobRequest(JobSpec(kind="inpaint", model="tiny", prompt="a cup", steps=3),
+            request = Job(Request(kind="inpaint", model="tiny", prompt="a cup", steps=3),
                                  image=_png(image),
                                  mask=_png(cv2.cvtColor(mask, cv2.COLOR_GRAY2RGBA)))  # fmt: skip
             return await client.run(request)
 
-    out = decode_rgba(_run(main()).result_images()[0].png, "result")
+    out = decode_rgba(_run(main()).images[0].data, "result")
     far = cv2.dilate(mask, np.ones((25, 25), np.uint8)) == 0
     assert np.array_equal(out[far], image[far])
     assert np.abs(out[mask > 0].astype(int) - image[mask > 0].astype(int)).mean() > 5
@@ -115,7 +115,7 @@ def test_inpaint_through_the_server_keeps_pixels_outside_the_mask(sd_server, cof
 def test_cancel_stops_a_long_generation(sd_server) -> None:
     async def main():
         async with Client(sd_server.url, sd_server.token) as client:
-            request = JobRequest(JobSpec(prompt="x", model="tiny", width=64, height=64, steps=150))
+            request = Job(Request(prompt="x", model="tiny", width=64, height=64, steps=150))
             handle = await client.submit(request)
             async for event in handle.events():
                 if isinstance(event, Progress) and event.step >= 2:
@@ -130,7 +130,7 @@ def test_cancel_stops_a_long_generation(sd_server) -> None:
 def test_style_reference_without_ip_adapter_is_refused_before_queueing(sd_server, coffee) -> None:
     async def main():
         async with Client(sd_server.url, sd_server.token) as client:
-            request = JobRequest(JobSpec(kind="style", model="tiny", prompt="x"),
+            request = Job(Request(kind="style", model="tiny", prompt="x"),
                                  image=_png(coffee[:64, :64]), reference=_png(coffee[:64, :64]))  # fmt: skip
             return await client.run(request)
 

@@ -17,8 +17,7 @@ from brushlink.plugin import png
 from brushlink.plugin.blocking import BlockingClient
 from brushlink.plugin.errors import MessageTooBig
 from brushlink.plugin.frames import encode_frame
-from brushlink.plugin.protocol import JobSpec
-from brushlink.plugin.request import JobRequest
+from brushlink.plugin.request import Job, Request
 from brushlink.server.images import decode_rgba, encode_rgba
 
 
@@ -83,8 +82,8 @@ def _pixel_bomb(width: int, height: int) -> bytes:
 def _still_serving(server) -> None:
     """Another client's job still runs to the end."""
     with BlockingClient(server.url, server.token, timeout=120) as client:
-        result = client.run(JobRequest(JobSpec(kind="style", style="sketch"), image=_small_png(32)))
-    out = decode_rgba(result.result_images()[0].png, "result")
+        result = client.run(Job(Request(kind="style", style="sketch"), image=_small_png(32)))
+    out = decode_rgba(result.images[0].data, "result")
     assert out.shape == (32, 32, 4)
 
 
@@ -231,10 +230,10 @@ def test_the_client_refuses_an_oversized_image_before_sending_it(server_factory)
     srv.stop()
     srv.start()
     with BlockingClient(srv.url, srv.token, timeout=60) as client:
-        big = JobRequest(JobSpec(kind="style", style="sketch"), image=b"\x89PNG" + bytes(200_000))
+        big = Job(Request(kind="style", style="sketch"), image=b"\x89PNG" + bytes(200_000))
         with pytest.raises(MessageTooBig) as info:
             client.run(big)
         assert info.value.field == "image" and "MiB" in info.value.message
         # The connection is still good: nothing was sent.
-        result = client.run(JobRequest(JobSpec(kind="style", style="sketch"), image=_small_png(32)))
-        assert result.result_images()[0].width == 32
+        result = client.run(Job(Request(kind="style", style="sketch"), image=_small_png(32)))
+        assert result.images[0].width == 32

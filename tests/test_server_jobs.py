@@ -14,13 +14,12 @@ from brushlink.plugin.errors import JobWasCancelled, ServerUnavailable
 from brushlink.plugin.protocol import (
     Accepted,
     Cancelled,
-    JobSpec,
     Progress,
     Queued,
     Result,
     Started,
 )
-from brushlink.plugin.request import JobRequest
+from brushlink.plugin.request import InpaintParams, Job, Request
 from brushlink.server.images import decode_rgba, encode_rgba
 
 
@@ -32,8 +31,8 @@ def _png(image: np.ndarray) -> bytes:
     return encode_rgba(np.ascontiguousarray(image))
 
 
-def _sketch_request(image: np.ndarray, **spec: object) -> JobRequest:
-    return JobRequest(JobSpec(kind="style", style="sketch", **spec), image=_png(image))
+def _sketch_request(image: np.ndarray, **spec: object) -> Job:
+    return Job(Request(kind="style", style="sketch", **spec), image=_png(image))
 
 
 def test_welcome_lists_limits_models_and_kinds(server) -> None:
@@ -49,11 +48,15 @@ def test_welcome_lists_limits_models_and_kinds(server) -> None:
         "max_prompt_chars",
         "max_queued_per_client",
     }
-    names = {m["name"]: m for m in welcome.models}
-    assert "inpaint" in names["fill"]["kinds"] and "style" in names["filters"]["kinds"]
+    names = {m.name: m for m in welcome.models}
+    assert "inpaint" in names["fill"].kinds and "style" in names["filters"].kinds
     assert {"sketch", "watercolor", "oil", "cartoon", "detail", "pencil-color"} <= set(
-        names["filters"]["styles"]
+        names["filters"].styles
     )
+    # each model declares what it accepts, which the server checks requests against
+    assert names["builtin"].accepts.candidates.high == 16
+    assert "pattern_guidance" in names["builtin"].accepts.options
+    assert names["fill"].accepts.slots == ["image", "mask"]
     assert {"inpaint", "style", "cancel", "collect", "previews"} <= set(welcome.capabilities)
 
 
@@ -64,8 +67,8 @@ def test_inpaint_removes_an_object_and_keeps_every_pixel_outside_the_mask(server
 
     async def main() -> Result:
         async with Client(server.url, server.token) as client:
-            request = JobRequest(
-                JobSpec(kind="inpaint", model="fill", options={"grow": 4, "feather": 4}),
+            request = Job(
+                Request(kind="inpaint", model="fill", inpaint=InpaintParams(grow=4, feather=4)),
                 image=_png(coffee),
                 mask=_png(cv2.cvtColor(mask, cv2.COLOR_GRAY2RGBA)),
             )
@@ -74,7 +77,7 @@ def test_inpaint_removes_an_object_and_keeps_every_pixel_outside_the_mask(server
     result = _run(main())
     assert events[:3] == ["accepted", "queued", "started"] and events[-1] == "result"
     assert "progress" in events
-    out = decode_rgba(result.result_images()[0].png, "result")
+    out = decode_rgba(result.images[0].data, "result")
     assert out.shape == coffee.shape
     # Outside the grown + feathered mask (4 + 4 px), every pixel is byte-identical.
     outside = cv2.dilate(mask, np.ones((21, 21), np.uint8)) == 0
@@ -94,7 +97,7 @@ def test_style_sketch_returns_a_grey_pencil_drawing(server, chelsea) -> None:
         async with Client(server.url, server.token) as client:
             return await client.run(_sketch_request(chelsea))
 
-    out = decode_rgba(_run(main()).result_images()[0].png, "result")
+    out = decode_rgba(_run(main()).images[0].data, "result")
     assert out.shape == chelsea.shape
     assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
     # A sketch is lighter than the photo (paper shows through) with dark strokes on its edges.
@@ -115,8 +118,8 @@ def test_eight_clients_with_25_jobs_each_get_every_result_exactly_once(server) -
         async with Client(server.url, server.token) as client:
             handles = [
                 await client.submit(
-                    JobRequest(
-                        JobSpec(kind="style", style="detail", strength=0.0),
+                    Job(
+                        Request(kind="style", style="detail", strength=0.0),
                         image=_png(tiles[index]),
                     )
                 )
@@ -130,7 +133,7 @@ def test_eight_clients_with_25_jobs_each_get_every_result_exactly_once(server) -
                         finals.append(event)
                 (result,) = finals
                 # strength 0 returns the input: each client gets its own image back.
-                out = decode_rgba(result.result_images()[0].png, "result")
+                out = decode_rgba(result.images[0].data, "result")
                 assert np.array_equal(out, tiles[index])
         return seen
 
@@ -194,7 +197,7 @@ def test_results_survive_a_disconnect_and_are_collected_after_reconnecting(serve
     _run(submit_and_leave())
     events = _run(come_back())
     assert isinstance(events[-1], Result)
-    out = decode_rgba(events[-1].result_images()[0].png, "result")
+    out = decode_rgba(events[-1].images[0].data, "result")
     assert out.shape == coffee.shape and np.array_equal(out[..., 0], out[..., 2])
 
 
@@ -210,7 +213,7 @@ def test_resubmitting_the_same_job_id_attaches_instead_of_running_twice(server, 
 
     result, again = _run(main())
     assert result.metadata == again.metadata  # the stored answer, not a second run
-    assert result.result_images()[0].png == again.result_images()[0].png
+    assert result.images[0].data == again.images[0].data
 
 
 def test_collect_of_an_unknown_job_says_so(server) -> None:
@@ -230,8 +233,8 @@ def test_event_stream_is_typed_and_ordered(server, astronaut) -> None:
     async def main():
         async with Client(server.url, server.token) as client:
             handle = await client.submit(
-                JobRequest(
-                    JobSpec(kind="inpaint", model="fill"),
+                Job(
+                    Request(kind="inpaint", model="fill"),
                     image=_png(astronaut),
                     mask=_png(cv2.cvtColor(mask, cv2.COLOR_GRAY2RGBA)),
                 )
@@ -247,7 +250,7 @@ def test_event_stream_is_typed_and_ordered(server, astronaut) -> None:
 
 
 def test_cancel_a_running_job_stops_it_at_its_next_step(server, astronaut) -> None:
-    # Twenty separate holes filled with the slow FSR method: one progress step per hole.
+    # Twenty separate holes: one progress step per hole.
     mask = np.zeros(astronaut.shape[:2], np.uint8)
     for i in range(20):
         y, x = 40 + (i // 5) * 110, 40 + (i % 5) * 95
@@ -256,8 +259,8 @@ def test_cancel_a_running_job_stops_it_at_its_next_step(server, astronaut) -> No
     async def main():
         async with Client(server.url, server.token) as client:
             handle = await client.submit(
-                JobRequest(
-                    JobSpec(kind="inpaint", model="fill", options={"method": "fsr-best"}),
+                Job(
+                    Request(kind="inpaint", model="fill"),
                     image=_png(astronaut),
                     mask=_png(cv2.cvtColor(mask, cv2.COLOR_GRAY2RGBA)),
                 )
@@ -285,7 +288,7 @@ def test_client_reconnects_after_a_server_restart_and_gets_its_result(
     async def main():
         async with Client(srv.url, srv.token, max_reconnect_delay=0.5) as client:
             handle = await client.submit(
-                JobRequest(JobSpec(kind="style", style="watercolor"), image=_png(big))
+                Job(Request(kind="style", style="watercolor"), image=_png(big))
             )
             events = []
             async for event in handle.events():
@@ -300,7 +303,7 @@ def test_client_reconnects_after_a_server_restart_and_gets_its_result(
     events, final = _run(main())
     assert isinstance(final, Result), events
     assert events.count("accepted") == 2  # once per server life
-    out = decode_rgba(final.result_images()[0].png, "result")
+    out = decode_rgba(final.images[0].data, "result")
     assert out.shape == (1536, 1536, 4)
 
 
@@ -312,7 +315,7 @@ def test_submit_connects_a_client_that_never_connected(server, chelsea) -> None:
         finally:
             await client.close()
 
-    assert _run(main()).result_images()[0].width == 64
+    assert _run(main()).images[0].width == 64
 
 
 def test_submit_to_a_server_that_is_not_there_fails_clearly() -> None:

@@ -14,9 +14,22 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 LOCK_FILE = ".brushlink-watch.lock"
+
+
+def register(subparsers: Any) -> None:
+    """``brushlink watch``: added to the command line through the ``brushlink.commands`` entry
+    point, so the server's command line never imports this bridge."""
+    parser = subparsers.add_parser(
+        "watch",
+        help="turn folders into recipes: drop files in, results come out",
+        description="Watch INBOX: each subfolder holding a recipe.toml is a recipe; files dropped "
+        "into it are processed and the results written to OUTBOX/<recipe>/.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ quality = 90
 # Drop an image together with a mask named <stem>.mask.png (white = remove and fill in).
 # Copy the mask first, or both at once: an image waits a little for its mask.
 kind = "inpaint"
-model = "fill"             # content-aware fill, no weights needed
+# no prompt: remove what is under the mask (the weight-free fill without a checkpoint)
 """,
     "textures": """\
 # Drop .txt files: every line is a prompt, every prompt becomes seamless textures named

@@ -26,13 +26,12 @@ def read_image(path: Path, max_pixels: int | None = None, *, mode: str | None = 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                width, height = im.size
+            with Image.open(path) as opened:
+                width, height = opened.size
                 if width * height > limit:
                     raise ImageTooLarge(_too_large(path, width, height, limit))
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                im = _convert(im, mode)
+                opened.load()
+                im = _convert(ImageOps.exif_transpose(opened), mode)
                 out = io.BytesIO()
                 im.save(out, format="PNG", compress_level=1)
                 return out.getvalue()
@@ -82,11 +81,11 @@ def encode_output(png: bytes, fmt: str, quality: int = 92) -> bytes:
         out = io.BytesIO()
         if fmt == "jpg":
             # JPEG has no alpha: flatten onto white, as an artist would expect from an export.
+            rgb: Image.Image = im
             if im.mode in ("RGBA", "LA"):
-                flat = Image.new("RGB", im.size, (255, 255, 255))
-                flat.paste(im, mask=im.getchannel("A"))
-                im = flat
-            im.convert("RGB").save(out, format="JPEG", quality=quality)
+                rgb = Image.new("RGB", im.size, (255, 255, 255))
+                rgb.paste(im, mask=im.getchannel("A"))
+            rgb.convert("RGB").save(out, format="JPEG", quality=quality)
         elif fmt == "webp":
             im.save(out, format="WEBP", quality=quality)
         else:

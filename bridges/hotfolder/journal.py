@@ -38,13 +38,17 @@ class Entry:
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
     dest: str | None = None  # name chosen inside done/ or failed/
+    inode: int = 0  # 0 in journals written before inodes were noted
 
     def matches(self, path: Path) -> bool:
+        """Whether ``path`` is still the file this entry was made for (not a replacement
+        renamed over it while it was processed)."""
         try:
-            st = os.stat(path)
+            st = os.stat(path, follow_symlinks=False)
         except OSError:
             return False
-        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
+        same_inode = not self.inode or st.st_ino == self.inode
+        return same_inode and st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
 
 
 class Journal:

@@ -30,12 +30,16 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` holds either nothing/the old file or all of it."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` so that ``path`` holds either nothing/the old file or all of it.
+
+    ``mode`` caps the permissions (the umask applies too): an output is never more readable
+    than its input."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
     try:
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & 0o666)
+        with open(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -13,6 +13,7 @@ The order of the steps is what makes a crash harmless (see ``journal.py``):
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 
 from brushlink.plugin.errors import BrushlinkError, InvalidField
 from brushlink.plugin.protocol import Result, ResultImage
-from brushlink.plugin.request import JobRequest
+from brushlink.plugin.request import Job
 
 from .images import encode_output, image_size, read_image, read_prompts
 from .journal import Entry, Journal
@@ -46,7 +47,7 @@ class Submitter(Protocol):
 
     def max_pixels(self) -> int | None: ...
 
-    def run(self, request: JobRequest, label: str) -> Result: ...
+    def run(self, job: Job, label: str) -> Result: ...
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Outcome:
 
 @dataclass
 class _Job:
-    request: JobRequest
+    job: Job
     label: str  # "" for an image input, "-<line>" for a prompt file's line
     prompt: str
 
@@ -133,12 +134,12 @@ class Processor:
             except RecipeError:
                 fmt = "png"
             try:
-                st = path.stat()
+                st = path.lstat()
             except FileNotFoundError:
                 return None  # moved away by someone else after it settled
             stem = _stem(path)
             out_stem = self.reservations.reserve(outdir, stem, journal, fmt)
-            entry = Entry(path.name, st.st_size, st.st_mtime_ns, out_stem)
+            entry = Entry(path.name, st.st_size, st.st_mtime_ns, out_stem, inode=st.st_ino)
             journal.save(entry)
         else:
             self.reservations.hold(outdir, entry.out_stem)
@@ -170,21 +171,24 @@ class Processor:
         if overrides.is_file():
             recipe = recipe.with_overrides(load_overrides(overrides), overrides.name)
         jobs = self._plan(recipe, path)
+        mode = path.stat().st_mode  # outputs are no more readable than their input
         records: list[dict[str, Any]] = []
         written: list[str] = []
         t0 = time.monotonic()
         for job in jobs:
-            result = self.submitter.run(job.request, f"{recipe.name}/{path.name}{job.label}")
-            images = result.result_images()
+            result = self.submitter.run(job.job, f"{recipe.name}/{path.name}{job.label}")
+            images = result.images
             if recipe.kind == "rank":
-                images = _ranked_copies(job.request, result)
+                images = _ranked_copies(job.job, result)
             if not images:
                 raise BrushlinkError(f"The server returned no image for {path.name}{job.label}.")
             for k, image in enumerate(images, start=1):
                 suffix = f"-{k}" if len(images) > 1 else ""
                 name = f"{out_stem}{job.label}{suffix}.{recipe.format}"
                 write_atomic(
-                    outdir / name, encode_output(image.png or b"", recipe.format, recipe.quality)
+                    outdir / name,
+                    encode_output(image.data or b"", recipe.format, recipe.quality),
+                    mode,
                 )
                 written.append(name)
                 records.append(
@@ -197,7 +201,7 @@ class Processor:
                         "score": image.score,
                         "width": image.width,
                         "height": image.height,
-                        "job_id": job.request.job_id,
+                        "job_id": job.job.job_id,
                     }
                 )
             records[-1]["metadata"] = result.metadata
@@ -205,12 +209,12 @@ class Processor:
             "input": path.name,
             "recipe": recipe.name,
             "kind": recipe.kind,
-            "model": _model_of(jobs, records) or recipe.model,
-            "prompt": recipe.prompt if recipe.kind != "generate" else None,
-            "negative_prompt": recipe.negative_prompt,
-            "style": recipe.style,
-            "strength": recipe.strength,
-            "seed": records[0]["seed"] if records else recipe.seed,
+            "model": _model_of(jobs, records) or recipe.request.model,
+            "prompt": recipe.request.prompt if recipe.kind != "generate" else None,
+            "negative_prompt": recipe.request.negative_prompt,
+            "style": recipe.request.style,
+            "strength": recipe.request.strength,
+            "seed": records[0]["seed"] if records else recipe.request.seed,
             "scores": [r["score"] for r in records],
             "images": records,
             "timings": {
@@ -219,12 +223,18 @@ class Processor:
             },
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_atomic(outdir / f"{out_stem}.json", json.dumps(sidecar, indent=2).encode())
+        write_atomic(outdir / f"{out_stem}.json", json.dumps(sidecar, indent=2).encode(), mode)
         written.append(f"{out_stem}.json")
         return written
 
     def _plan(self, recipe: Recipe, path: Path) -> list[_Job]:
         suffix = path.suffix.lower()
+        if path.is_symlink():
+            raise InvalidField(
+                f"{path.name} is a link; drop the file itself (a link could publish a file the "
+                "watcher can read but its owner never meant to share).",
+                field="image",
+            )
         if recipe.kind == "generate":
             if suffix not in PROMPT_SUFFIXES:
                 raise InvalidField(
@@ -234,10 +244,8 @@ class Processor:
                 )
             jobs = []
             for line, prompt in enumerate(read_prompts(path), start=1):
-                request = JobRequest(
-                    spec=recipe.job_spec(prompt=prompt), reference=self._ref(recipe)
-                )
-                jobs.append(_Job(request, f"-{line}", prompt))
+                job = Job(recipe.request_for(prompt=prompt), reference=self._ref(recipe))
+                jobs.append(_Job(job, f"-{line}", prompt))
             return jobs
         if suffix not in IMAGE_SUFFIXES:
             raise InvalidField(
@@ -247,21 +255,21 @@ class Processor:
             )
         limit = self.submitter.max_pixels()
         png = read_image(path, limit)
-        request = JobRequest(spec=recipe.job_spec(), reference=self._ref(recipe))
+        job = Job(recipe.request_for(), reference=self._ref(recipe))
         if recipe.kind == "rank":
-            request.inputs = [png]
+            job.inputs = [png]
         else:
-            request.image = png
+            job.image = png
         if recipe.kind == "inpaint":
             mask = path.with_name(f"{_stem(path)}.mask.png")
-            if not mask.is_file():
+            if not mask.is_file() or mask.is_symlink():
                 raise InvalidField(
                     f"Recipe `{recipe.name}` inpaints: it needs a mask named {mask.name} next to "
                     f"{path.name} (white = regenerate). Drop the mask first, then the image.",
                     field="mask",
                 )
-            request.mask = read_image(mask, limit, mode="L")
-        return [_Job(request, "", recipe.prompt)]
+            job.mask = read_image(mask, limit, mode="L")
+        return [_Job(job, "", recipe.request.prompt)]
 
     def _ref(self, recipe: Recipe) -> bytes | None:
         ref = recipe.reference_path()
@@ -281,22 +289,27 @@ class Processor:
         if failed:
             note = (entry.error or "The input failed.") + "\n"
             write_atomic(dest_dir / f"{dest_stem}.error.txt", note.encode())
+        if os.path.lexists(path) and not entry.matches(path):
+            # replaced (say, renamed over) while it was processed: the new file is a new
+            # input, and stays in the inbox with its sidecars to be processed in its turn
+            journal.remove(path.name)
+            return
         for sidecar in SIDECAR_SUFFIXES:
             src = path.with_name(f"{stem}{sidecar}")
             if src.is_file():
                 move_durably(src, dest_dir / f"{dest_stem}{sidecar}")
-        if path.exists():
+        if os.path.lexists(path):
             move_durably(path, dest_dir / entry.dest)
         journal.remove(path.name)
 
 
-def _ranked_copies(request: JobRequest, result: Result) -> list[ResultImage]:
+def _ranked_copies(job: Job, result: Result) -> list[ResultImage]:
     """A rank job returns scores, not images: the outputs are copies of the inputs, scored."""
     scores = {item.get("index"): item.get("score") for item in result.metadata.get("ranking", [])}
     copies = []
-    for index, png in enumerate(request.inputs):
+    for index, png in enumerate(job.inputs):
         width, height = image_size(png)
-        copies.append(ResultImage(index, width, height, score=scores.get(index), png=png))
+        copies.append(ResultImage(index, width, height, score=scores.get(index), data=png))
     return copies
 
 
@@ -309,7 +322,7 @@ def _model_of(jobs: list[_Job], records: list[dict[str, Any]]) -> str | None:
         model = (record.get("metadata") or {}).get("model")
         if model:
             return str(model)
-    return jobs[0].request.spec.model if jobs else None
+    return jobs[0].job.request.model if jobs else None
 
 
 def _explain(path: Path, exc: Exception) -> str:

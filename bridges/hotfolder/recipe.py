@@ -1,8 +1,12 @@
 """A recipe: ``INBOX/<name>/recipe.toml`` says what to do with every file dropped next to it.
 
-Parsing is strict on purpose: a typo such as ``strenght = 0.5`` must not silently fall back to a
-default and produce a folder of wrong images, so unknown fields and wrong types raise
-``RecipeError`` with a sentence naming the field. A ``<stem>.json`` sidecar next to an input
+A recipe is the request tree (``brushlink.plugin.request.Request``: kind, prompt, strength,
+``[inpaint]`` and ``[options]`` tables, ...) plus what only the hot folder has: ``reference``
+(an image beside the recipe), ``size``, ``format``, ``quality`` and ``description``. Parsing is
+strict on purpose: a typo such as ``strenght = 0.5`` must not silently fall back to a default
+and produce a folder of wrong images, so unknown fields and wrong types raise ``RecipeError``
+with a sentence naming the field. Ranges (a strength of 2) are the server's to check: the
+input then fails with the server's sentence. A ``<stem>.json`` sidecar next to an input
 overrides recipe fields for that one file and is checked the same way.
 """
 
@@ -10,11 +14,13 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brushlink.plugin.protocol import KINDS, TILE_MODES, JobSpec
+from brushlink.plugin import codec
+from brushlink.plugin.errors import InvalidField
+from brushlink.plugin.request import KINDS, Request
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,30 +37,24 @@ class RecipeError(ValueError):
     """A recipe or a sidecar that cannot be used; the message is shown to the user as is."""
 
 
+# What a recipe holds beyond the request; everything else in it is a request field.
+HOTFOLDER_FIELDS = ("reference", "size", "format", "quality", "description")
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str  # the folder's name
     folder: Path
-    kind: str = "style"
-    model: str | None = None
-    prompt: str = ""
-    negative_prompt: str = ""
-    strength: float | None = None
-    width: int | None = None
-    height: int | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    candidates: int = 1
-    keep: int | None = None
-    tile: str = "none"
-    style: str | None = None
+    request: Request
     reference: str | None = None  # path relative to the recipe folder
-    scheduler: str | None = None
     format: str = "png"
     quality: int = 92  # for jpg / webp outputs
     description: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)  # the fields as written
+
+    @property
+    def kind(self) -> str:
+        return self.request.kind
 
     def accepts(self, path: Path) -> bool:
         """Whether a settled file in the recipe folder is an input of this recipe."""
@@ -70,31 +70,16 @@ class Recipe:
             return None
         return (self.folder / self.reference).resolve()
 
-    def job_spec(self, *, prompt: str | None = None) -> JobSpec:
-        """The protocol's JobSpec for one job of this recipe."""
-        return JobSpec(
-            kind=self.kind,
-            prompt=self.prompt if prompt is None else prompt,
-            negative_prompt=self.negative_prompt,
-            model=self.model,
-            width=self.width,
-            height=self.height,
-            seed=self.seed,
-            steps=self.steps,
-            guidance=self.guidance,
-            strength=self.strength,
-            candidates=self.candidates,
-            keep=self.keep,
-            tile=self.tile,
-            style=self.style,
-            scheduler=self.scheduler,
-            options=dict(self.options),
-        )
+    def request_for(self, *, prompt: str | None = None) -> Request:
+        """A fresh copy of the recipe's request for one job (a prompt file's line, say)."""
+        request = Request.from_wire(self.request.to_wire())
+        if prompt is not None:
+            request.prompt = prompt
+        return request
 
     def with_overrides(self, data: dict[str, Any], source: str) -> Recipe:
         """A copy with the fields of a ``<stem>.json`` sidecar applied."""
-        values = _check_fields(data, source)
-        return replace(self, **values)
+        return _parse(self.name, self.folder, _merge(self.data, data), source)
 
 
 def is_sidecar(path: Path) -> bool:
@@ -115,15 +100,7 @@ def load_recipe(folder: Path) -> Recipe:
         raise RecipeError(
             f"{RECIPE_FILE} of recipe `{folder.name}` is not valid TOML: {exc}."
         ) from exc
-    values = _check_fields(data, f"{RECIPE_FILE} of recipe `{folder.name}`")
-    recipe = Recipe(name=folder.name, folder=folder, **values)
-    ref = recipe.reference_path()
-    if ref is not None and not ref.is_file():
-        raise RecipeError(
-            f"{RECIPE_FILE} of recipe `{folder.name}`: the reference image `{recipe.reference}` "
-            "does not exist (the path is relative to the recipe folder)."
-        )
-    return recipe
+    return _parse(folder.name, folder, data, f"{RECIPE_FILE} of recipe `{folder.name}`")
 
 
 def load_overrides(path: Path) -> dict[str, Any]:
@@ -137,73 +114,73 @@ def load_overrides(path: Path) -> dict[str, Any]:
     return data
 
 
-# --------------------------------------------------------------------------- field checks
-
-_SETTABLE = {f.name for f in fields(Recipe)} - {"name", "folder"}
-_INTS = {"width", "height", "seed", "steps", "candidates", "keep", "quality"}
-_FLOATS = {"strength", "guidance"}
-_STRINGS = {
-    "kind",
-    "model",
-    "prompt",
-    "negative_prompt",
-    "tile",
-    "style",
-    "reference",
-    "scheduler",
-    "format",
-    "description",
-}
+# --------------------------------------------------------------------------- parsing
 
 
-def _check_fields(data: dict[str, Any], source: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "size":
-            values.update(_parse_size(value, source))
-            continue
-        if key not in _SETTABLE:
-            known = ", ".join(sorted(_SETTABLE | {"size"}))
-            raise RecipeError(f"{source}: unknown field `{key}`. Known fields: {known}.")
-        values[key] = _check_value(key, value, source)
-    kind = values.get("kind")
-    if kind is not None and kind not in KINDS:
-        raise RecipeError(f"{source}: kind must be one of {', '.join(KINDS)}, not `{kind}`.")
-    tile = values.get("tile")
-    if tile is not None and tile not in TILE_MODES:
-        raise RecipeError(f"{source}: tile must be one of {', '.join(TILE_MODES)}, not `{tile}`.")
-    fmt = values.get("format")
-    if fmt is not None:
-        fmt = values["format"] = "jpg" if fmt.lower() == "jpeg" else fmt.lower()
-        if fmt not in FORMATS:
-            raise RecipeError(f"{source}: format must be one of {', '.join(FORMATS)}, not `{fmt}`.")
-    strength = values.get("strength")
-    if strength is not None and not 0.0 <= strength <= 1.0:
-        raise RecipeError(f"{source}: strength must be between 0 and 1, not {strength}.")
-    for key in ("width", "height", "steps", "candidates", "keep"):
-        if values.get(key) is not None and values[key] < 1:
-            raise RecipeError(f"{source}: {key} must be at least 1, not {values[key]}.")
-    return values
+def _parse(name: str, folder: Path, data: dict[str, Any], source: str) -> Recipe:
+    own = {k: data[k] for k in HOTFOLDER_FIELDS if k in data}
+    fields = {k: v for k, v in data.items() if k not in HOTFOLDER_FIELDS}
+    if "size" in own:
+        fields.update(_parse_size(own["size"], source))
+    try:
+        request = codec.decode(Request, fields, strict=True)
+    except InvalidField as exc:
+        message = exc.message.replace("Unknown field", "unknown field")
+        raise RecipeError(f"{source}: {message}") from exc
+    if request.kind not in KINDS:
+        raise RecipeError(
+            f"{source}: kind must be one of {', '.join(KINDS)}, not `{request.kind}`."
+        )
+    fmt = own.get("format", "png")
+    if not isinstance(fmt, str) or (fmt := fmt.lower().replace("jpeg", "jpg")) not in FORMATS:
+        raise RecipeError(f"{source}: format must be one of {', '.join(FORMATS)}, not `{fmt}`.")
+    quality = own.get("quality", 92)
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise RecipeError(f"{source}: quality must be a whole number from 1 to 100.")
+    for key in ("reference", "description"):
+        if key in own and not isinstance(own[key], str):
+            raise RecipeError(f"{source}: {key} must be text, not {own[key]!r}.")
+    recipe = Recipe(
+        name=name,
+        folder=folder,
+        request=request,
+        reference=own.get("reference"),
+        format=fmt,
+        quality=quality,
+        description=own.get("description", ""),
+        data=dict(data),
+    )
+    _check_reference(recipe, source)
+    return recipe
 
 
-def _check_value(key: str, value: Any, source: str) -> Any:
-    if key in _INTS:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"{source}: {key} must be a whole number, not {value!r}.")
-        return value
-    if key in _FLOATS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecipeError(f"{source}: {key} must be a number, not {value!r}.")
-        return float(value)
-    if key in _STRINGS:
-        if not isinstance(value, str):
-            raise RecipeError(f"{source}: {key} must be text, not {value!r}.")
-        return value
-    if key == "options":
-        if not isinstance(value, dict):
-            raise RecipeError(f"{source}: options must be a table of engine options.")
-        return dict(value)
-    raise RecipeError(f"{source}: field `{key}` cannot be set here.")  # pragma: no cover
+def _check_reference(recipe: Recipe, source: str) -> None:
+    """A reference must be an image inside the inbox: on a shared drop folder, a path to any
+    file the watcher can read would let anyone who can write a recipe publish that file."""
+    ref = recipe.reference_path()
+    if ref is None:
+        return
+    if not ref.is_relative_to(recipe.folder.resolve().parent):
+        raise RecipeError(
+            f"{source}: the reference image `{recipe.reference}` is outside the inbox; a "
+            "recipe may only use images inside its inbox."
+        )
+    if not ref.is_file():
+        raise RecipeError(
+            f"{source}: the reference image `{recipe.reference}` does not exist (the path is "
+            "relative to the recipe folder)."
+        )
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``; tables (``[inpaint]``, ``[options]``) merge key by key."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _parse_size(value: Any, source: str) -> dict[str, int]:

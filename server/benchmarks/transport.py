@@ -23,11 +23,10 @@ import cv2
 import numpy as np
 
 from brushlink.plugin.blocking import BlockingClient
-from brushlink.plugin.protocol import JobSpec
-from brushlink.plugin.request import JobRequest
+from brushlink.plugin.request import Job, Request
 
 from ..engines.base import EngineJob, JobContext
-from ..engines.filters import FiltersEngine
+from ..engines.filters.engine import FiltersEngine
 from ..images import decode_rgba, encode_rgba
 
 
@@ -65,7 +64,7 @@ def _photo(side: int) -> np.ndarray:
 def _engine_ms(image: np.ndarray, repeats: int) -> float:
     engine = FiltersEngine()
     (model,) = engine.models()
-    spec = JobSpec(kind="style", style="detail", strength=0.0)
+    spec = Request(kind="style", style="detail", strength=0.0)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -77,31 +76,31 @@ def _engine_ms(image: np.ndarray, repeats: int) -> float:
 def run_transport_bench(small_repeats: int = 60, big_repeats: int = 5) -> dict[str, Any]:
     small = _photo(16)
     big = _photo(2048)
-    spec = JobSpec(kind="style", style="detail", strength=0.0)
+    spec = Request(kind="style", style="detail", strength=0.0)
     with tempfile.TemporaryDirectory() as home:
         proc, url, token = _start_server(Path(home))
         try:
             client = BlockingClient(url, token, timeout=120)
             client.connect()
             small_png = encode_rgba(small)
-            client.run(JobRequest(spec, image=small_png))  # warm-up
+            client.run(Job(spec, image=small_png))  # warm-up
             trips = []
             for _ in range(small_repeats):
                 start = time.perf_counter()
-                client.run(JobRequest(spec, image=small_png))
+                client.run(Job(spec, image=small_png))
                 trips.append(time.perf_counter() - start)
             big_png = encode_rgba(big)
             big_trips, codecs, transfers = [], [], []
             for _ in range(big_repeats):
                 start = time.perf_counter()
-                result = client.run(JobRequest(spec, image=big_png))
+                result = client.run(Job(spec, image=big_png))
                 trip = time.perf_counter() - start
                 timings = result.metadata["timings"]
                 codec = timings["decode_s"] + timings["encode_s"]
                 big_trips.append(trip)
                 codecs.append(codec)
                 transfers.append(trip - codec - timings["run_s"])
-            assert decode_rgba(result.result_images()[0].png, "r").shape == big.shape
+            assert decode_rgba(result.images[0].data or b"", "r").shape == big.shape
             client.close()
         finally:
             proc.terminate()

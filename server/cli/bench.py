@@ -8,16 +8,18 @@ import importlib
 BENCHES = {
     "transport": "brushlink.server.benchmarks.transport",
     "weight-free": "brushlink.server.benchmarks.weight_free",
-    "pipeline": "brushlink.server.sd.bench",
-    "builtin": "brushlink.server.builtin.bench",
+    "pipeline": "brushlink.server.benchmarks.pipeline",
+    "builtin": "brushlink.server.benchmarks.builtin_quality",
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark (side-by-side measurements)")
     p.add_argument("name", choices=sorted(BENCHES))
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own flags")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(importlib.import_module(BENCHES[args.name]).main() or 0)
+    module = importlib.import_module(BENCHES[args.name])
+    return int((module.main(args.options) if args.options else module.main()) or 0)

@@ -1,7 +1,8 @@
 """`brushlink generate | inpaint | style | rank`: one job, through a server or in-process.
 
 Without ``--server`` the command uses this machine's running server; when none answers it runs
-the job in-process (a private server on loopback) and says so on stderr.
+the job in-process (a private server on loopback) and says so on stderr. A server that was
+reached and then lost mid-job is reported as lost: the job is not run a second time.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from brushlink.plugin.blocking import BlockingClient
 from brushlink.plugin.errors import BrushlinkError, ServerUnavailable
 from brushlink.plugin.home import default_url, read_token
-from brushlink.plugin.protocol import JobSpec, Message, Preview, Progress, Result
-from brushlink.plugin.request import JobRequest
+from brushlink.plugin.protocol import Message, Preview, Progress, Result
+from brushlink.plugin.request import Job, Request
 
 from ..config import load_config
 from ..files import read_image_as_png, write_atomic
@@ -87,94 +89,105 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run, kind="rank")
 
 
-def build_request(args: argparse.Namespace) -> JobRequest:
-    spec = JobSpec(
+def build_job(args: argparse.Namespace) -> Job:
+    request = Request(
         kind=args.kind,
         model=getattr(args, "engine", None) or args.model,
         seed=args.seed,
         steps=args.steps,
         priority=args.priority,
     )
-    request = JobRequest(spec)
+    job = Job(request)
     if args.kind == "generate":
-        spec.prompt, spec.negative_prompt = args.prompt, args.negative
+        request.prompt, request.negative_prompt = args.prompt, args.negative
         if args.size:
-            spec.width, spec.height = args.size
-        spec.candidates, spec.keep, spec.tile = args.candidates, args.keep, args.tile
-        spec.guidance, spec.scheduler = args.guidance, args.scheduler
+            request.width, request.height = args.size
+        request.candidates, request.keep, request.tile = args.candidates, args.keep, args.tile
+        request.guidance, request.scheduler = args.guidance, args.scheduler
     elif args.kind == "inpaint":
-        spec.prompt, spec.strength = args.prompt, args.strength
-        request.image = read_image_as_png(args.image)
-        request.mask = read_image_as_png(args.mask)
+        request.prompt, request.strength = args.prompt, args.strength
+        job.image = read_image_as_png(args.image)
+        job.mask = read_image_as_png(args.mask)
     elif args.kind == "style":
-        spec.prompt, spec.strength, spec.style = args.prompt, args.strength, args.style
-        request.image = read_image_as_png(args.image)
+        request.prompt, request.strength, request.style = args.prompt, args.strength, args.style
+        job.image = read_image_as_png(args.image)
         if args.reference:
-            request.reference = read_image_as_png(args.reference)
-        if not args.style and not args.reference:
-            raise BrushlinkError("Give a --style NAME or a --reference IMAGE.")
+            job.reference = read_image_as_png(args.reference)
+        if not (args.style or args.reference or args.prompt.strip()):
+            raise BrushlinkError(
+                "Say how to restyle: a --style NAME, a --reference IMAGE or a --prompt."
+            )
     else:
-        spec.prompt = args.prompt
-        request.inputs = [read_image_as_png(path) for path in args.images]
-    return request
+        request.prompt = args.prompt
+        job.inputs = [read_image_as_png(path) for path in args.images]
+    return job
 
 
 class ProgressBar:
+    """A tqdm bar on stderr while a job runs (only on a terminal)."""
+
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
 
     def __call__(self, event: Message) -> None:
         if not self.enabled:
             return
         if isinstance(event, (Progress, Preview)) and event.total:
-            done = int(30 * event.step / event.total)
-            bar = "#" * done + "-" * (30 - done)
-            print(f"\r[{bar}] {event.step}/{event.total}", end="", file=sys.stderr, flush=True)
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=event.total, unit="step", file=sys.stderr, leave=False)
+            self._bar.total = event.total
+            self._bar.n = event.step
+            self._bar.refresh()
         elif isinstance(event, Result):
-            print(file=sys.stderr)
+            self.close()
 
-
-def _run_job(client: BlockingClient, args: argparse.Namespace, request: JobRequest) -> Result:
-    client.connect()
-    return client.run(request, on_event=ProgressBar(not args.quiet), timeout=args.timeout)
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        request = build_request(args)
+        job = build_job(args)
     except (BrushlinkError, OSError) as err:
         print(f"brushlink: {err}", file=sys.stderr)
         return 2
     home = args.home
     url = args.server or default_url(home)
     token = args.token or read_token(home)
+    client = BlockingClient(url, token, reconnect=False)
     try:
-        result = _via_server(args, request, url, token)
-    except ServerUnavailable as err:
-        if args.server:
-            print(f"brushlink: {err}", file=sys.stderr)
-            return 3
-        print("brushlink: no server running here; running the job in-process", file=sys.stderr)
-        with LocalServer(load_config(home)) as local:
-            try:
-                result = _via_server(args, request, local.url, local.token)
-            except BrushlinkError as err:
-                print(f"brushlink: {err.message} [{err.code}]", file=sys.stderr)
-                return 1
+        try:
+            client.connect()
+        except ServerUnavailable as err:
+            if args.server:
+                print(f"brushlink: {err.message}", file=sys.stderr)
+                return 3
+            client.close()
+            print("brushlink: no server running here; running the job in-process", file=sys.stderr)
+            with LocalServer(load_config(home)) as local:
+                client = BlockingClient(local.url, local.token, reconnect=False)
+                client.connect()
+                return _run_job(client, args, job)
+        return _run_job(client, args, job)
     except BrushlinkError as err:
         print(f"brushlink: {err.message} [{err.code}]", file=sys.stderr)
         return 1
-    return _report(args, result)
-
-
-def _via_server(
-    args: argparse.Namespace, request: JobRequest, url: str, token: str | None
-) -> Result:
-    client = BlockingClient(url, token, reconnect=False)
-    try:
-        return _run_job(client, args, request)
     finally:
         client.close()
+
+
+def _run_job(client: BlockingClient, args: argparse.Namespace, job: Job) -> int:
+    bar = ProgressBar(not args.quiet)
+    try:
+        result = client.run(job, on_event=bar, timeout=args.timeout)
+    finally:
+        bar.close()
+    return _report(args, result)
 
 
 def _report(args: argparse.Namespace, result: Result) -> int:
@@ -182,10 +195,9 @@ def _report(args: argparse.Namespace, result: Result) -> int:
         for entry in result.metadata.get("ranking", []):
             print(f"{entry['score']:.4f}  {args.images[entry['index']]}")
         return 0
-    images = result.result_images()
-    for k, image in enumerate(images):
+    for k, image in enumerate(result.images):
         out = args.output if k == 0 else args.output.with_name(f"{args.output.stem}-{k}.png")
-        write_atomic(out, image.png or b"")
+        write_atomic(out, image.data or b"")
         score = f"  score {image.score:.4f}" if image.score is not None else ""
         print(f"{out}  seed {image.seed}{score}")
     return 0

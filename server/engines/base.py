@@ -1,16 +1,20 @@
 """The engine interface: what an engine declares, what it receives, what it returns.
 
-An engine is one module under ``engines/``. The server validates a request, decodes its images
-and resolves the model before an engine sees it, so ``run`` gets clean numpy arrays:
+An engine is one package under ``engines/``. It describes each model it serves with a
+``ModelCard`` (kinds, and in ``accepts`` the ranges, schedulers, tiling, styles, image slots and
+options a request may use). The server checks every request against that card before queueing
+(``server/validate.py``), decodes its images and resolves the model, so ``run`` gets a request
+that is known to fit and clean numpy arrays:
 
     image      H x W x 4 uint8 RGBA (or None)
     mask       H x W uint8, 255 = regenerate, soft edges allowed (or None)
     reference  H x W x 4 uint8 RGBA (or None)
     inputs     list of H x W x 4 uint8 RGBA (rank)
+    controls   control frame index -> H x W x 4 uint8 RGBA (``Control.image`` names one)
 
-``run`` executes on the device's worker thread. It must call ``ctx.progress`` as it goes and
-``ctx.check_cancelled()`` at least once per step; that raises ``JobCancelled``, which the server
-turns into a ``cancelled`` event.
+``check`` is only for what the engine alone can know (weights that must be installed for this
+request). ``run`` executes on the device's worker thread; it calls ``ctx.progress`` once per
+step, which raises ``JobCancelled`` when the job's cancel flag is set.
 """
 
 from __future__ import annotations
@@ -22,53 +26,30 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from brushlink.plugin.protocol import JobSpec
+from brushlink.plugin.capabilities import AddonCard, ModelCard
+from brushlink.plugin.request import Request
+
+# slot -> (width, height), or a list of them for "input": what `check` may look at
+Sizes = dict[str, Any]
 
 
 class JobCancelled(Exception):
     """Raised inside an engine when the job's cancel flag is set."""
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """One model an engine serves, as listed in ``welcome.models`` and ``brushlink models``."""
-
-    name: str
-    engine: str
-    kinds: tuple[str, ...]
-    family: str = ""
-    size_bytes: int | None = None
-    description: str = ""
-    styles: tuple[str, ...] = ()  # named styles, for engines that have them
-    defaults: dict[str, Any] = field(default_factory=dict)  # e.g. {"width": 512, "steps": 20}
-
-    def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {
-            "name": self.name,
-            "engine": self.engine,
-            "kinds": list(self.kinds),
-            "family": self.family,
-            "description": self.description,
-        }
-        if self.size_bytes is not None:
-            wire["size_bytes"] = self.size_bytes
-        if self.styles:
-            wire["styles"] = list(self.styles)
-        if self.defaults:
-            wire["defaults"] = dict(self.defaults)
-        return wire
-
-
 @dataclass
 class EngineJob:
+    """A checked request with its decoded images, the seed it runs with and its model's card."""
+
     job_id: str
-    spec: JobSpec
-    model: ModelInfo
+    request: Request
+    model: ModelCard
     seed: int
     image: np.ndarray | None = None
     mask: np.ndarray | None = None
     reference: np.ndarray | None = None
     inputs: list[np.ndarray] = field(default_factory=list)
+    controls: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,26 +95,32 @@ class JobContext:
         if self._on_progress:
             self._on_progress(step, total)
 
+    @property
+    def wants_previews(self) -> bool:
+        return self._on_preview is not None
+
     def preview(self, image: np.ndarray, step: int, total: int) -> None:
         if self._on_preview:
             self._on_preview(image, step, total)
 
 
 class Engine(ABC):
-    """An engine serves some kinds for some models. Subclasses live one per module."""
+    """An engine serves some kinds for some models. Subclasses live one per package."""
 
     name: ClassVar[str]
 
     @abstractmethod
-    def models(self) -> list[ModelInfo]:
+    def models(self) -> list[ModelCard]:
         """The models this engine can run now (cheap: no weights are loaded)."""
 
-    def check(self, spec: JobSpec, model: ModelInfo, images: dict[str, Any]) -> None:  # noqa: B027
-        """Refuse a request before it is queued: raise a ``RequestError`` subclass.
+    def addons(self) -> list[AddonCard]:
+        """The LoRAs, ControlNets, VAEs and embeddings this engine's models can take."""
+        return []
 
-        ``images`` maps slot -> (width, height) or a list of them for ``input``.
-        The server has already checked kinds, limits and types.
-        """
+    def check(self, request: Request, model: ModelCard, sizes: Sizes) -> None:  # noqa: B027
+        """Refuse, with a ``RequestError``, what only this engine can know is impossible
+        (e.g. weights a request needs that are not installed). Everything the model's card
+        declares has been checked already."""
 
     @abstractmethod
     def run(self, job: EngineJob, ctx: JobContext) -> EngineResult:

@@ -12,11 +12,11 @@ from .registry import EngineRegistry
 # (module, class): a class with ``from_config(config, device, built)`` is built from the
 # config and the engines built before it; others take no arguments.
 ENGINES = [
-    ("rank", "RankEngine"),  # before diffusers, which ranks its candidates with it
-    ("diffusers_engine", "DiffusersEngine"),
-    ("builtin", "BuiltinEngine"),  # the model shipped in the package
-    ("fill", "FillEngine"),
-    ("filters", "FiltersEngine"),
+    ("rank.engine", "RankEngine"),  # before diffusers, which ranks its candidates with it
+    ("diffusers.engine", "DiffusersEngine"),
+    ("builtin.engine", "BuiltinEngine"),  # the model shipped in the package
+    ("fill.engine", "FillEngine"),
+    ("filters.engine", "FiltersEngine"),
 ]
 
 

@@ -143,7 +143,7 @@ def scenario_texture_fill(args: dict, out: Path) -> dict:
     props.prompt = args.get("prompt", "mossy stone wall")
     props.width = int(args.get("width", 256))
     props.height = int(args.get("height", 256))
-    props.seed = int(args.get("seed", 7))
+    props.seed = str(args.get("seed", 7))
     props.seamless = args.get("seamless", "1") == "1"
     props.derived_maps = args.get("derived", "0") == "1"
     props.texture_model = args.get("model", "")
@@ -158,7 +158,7 @@ def scenario_texture_fill(args: dict, out: Path) -> dict:
         run_operator(bpy.ops.brushlink.texture_fill, facts)
     if args.get("twice") == "1":
         facts["first_nodes"] = material_facts(obj)["nodes"]
-        props.seed += 1
+        props.seed = str(int(props.seed) + 1)
         run_operator(bpy.ops.brushlink.texture_fill, facts.setdefault("second", {}))
     tex = obj.active_material and obj.active_material.node_tree.nodes.get("brushlink texture")
     facts["projection"] = tex.projection if tex else None

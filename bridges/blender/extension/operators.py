@@ -13,8 +13,7 @@ import contextlib
 import bpy
 import numpy as np
 
-from brushlink.plugin.protocol import JobSpec
-from brushlink.plugin.request import JobRequest
+from brushlink.plugin.request import InpaintParams, Job, Request
 
 from . import images, materials, placement
 from .worker import WORKER, Outcome, Placement
@@ -32,9 +31,9 @@ def _report_later(outcome: Outcome) -> None:
 
 
 def _launch(
-    op: bpy.types.Operator, context: bpy.types.Context, request: JobRequest, where: Placement
+    op: bpy.types.Operator, context: bpy.types.Context, job: Job, where: Placement
 ) -> set[str]:
-    outcome = WORKER.start(request, where, _report_later, context.scene)
+    outcome = WORKER.start(job, where, _report_later, context.scene)
     if outcome is None:  # running on a worker thread; it reports when it ends
         op.report({"INFO"}, f"{where.label} started.")
         return {"FINISHED"}
@@ -71,21 +70,26 @@ class BRUSHLINK_OT_texture_fill(bpy.types.Operator):
         if not prompt:
             self.report({"ERROR"}, "Type what the texture should show in the Prompt field.")
             return {"CANCELLED"}
-        spec = JobSpec(
+        try:
+            seed = placement.parse_seed(props.seed)
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        request = Request(
             kind="generate",
             prompt=prompt,
             negative_prompt=props.negative_prompt.strip(),
             model=props.texture_model.strip() or None,
             width=props.width,
             height=props.height,
-            seed=props.seed if props.seed >= 0 else None,
+            seed=seed,
             steps=props.steps or None,
             candidates=props.candidates,
             keep=1,
             tile="xy" if props.seamless else "none",
         )
-        where = placement.TextureFill(obj, spec, props.width, props.height, props.derived_maps)
-        return _launch(self, context, JobRequest(spec), where)
+        where = placement.TextureFill(obj, request, props.width, props.height, props.derived_maps)
+        return _launch(self, context, Job(request), where)
 
 
 class BRUSHLINK_OT_inpaint_image(bpy.types.Operator):
@@ -117,10 +121,8 @@ class BRUSHLINK_OT_inpaint_image(bpy.types.Operator):
                 )
                 return {"CANCELLED"}
             mask = mask_rgba[..., :3].mean(axis=2) * mask_rgba[..., 3]
-            alpha_mask = False
         else:
             mask = 1.0 - original[..., 3]
-            alpha_mask = True
         mask = np.clip(mask, 0.0, 1.0).astype(np.float32)
         if not (mask > 0).any():
             self.report(
@@ -129,16 +131,19 @@ class BRUSHLINK_OT_inpaint_image(bpy.types.Operator):
                 "or choose a mask image (white = regenerate).",
             )
             return {"CANCELLED"}
-        spec = JobSpec(
+        # the server grows and feathers the mask, and answers with the new pixels and their
+        # blend weight as alpha, so unmasked pixels keep their own (float) values here
+        request = Request(
             kind="inpaint",
             prompt=props.inpaint_prompt.strip(),
             model=props.inpaint_model.strip() or None,
+            inpaint=InpaintParams(output="layer"),
         )
         opaque = original.copy()
         opaque[..., 3] = 1.0
-        request = JobRequest(spec, image=images.array_png(opaque), mask=images.mask_png(mask))
-        where = placement.Inpaint(image, original, mask, alpha_mask)
-        return _launch(self, context, request, where)
+        job = Job(request, image=images.array_png(opaque), mask=images.mask_png(mask))
+        where = placement.Inpaint(image, original, mask)
+        return _launch(self, context, job, where)
 
 
 class BRUSHLINK_OT_revert_inpaint(bpy.types.Operator):
@@ -169,21 +174,21 @@ class BRUSHLINK_OT_style_image(bpy.types.Operator):
         if image is None:
             self.report({"ERROR"}, "Open an image in the Image Editor or choose one in the panel.")
             return {"CANCELLED"}
-        spec = JobSpec(kind="style", model=props.style_model.strip() or None)
+        request = Request(kind="style", model=props.style_model.strip() or None)
         reference = None
         if props.style_mode == "NAMED":
-            spec.style = props.style.strip() or None
-            if spec.style is None:
+            request.style = props.style.strip() or None
+            if request.style is None:
                 self.report({"ERROR"}, "Type a style name (e.g. sketch, watercolor).")
                 return {"CANCELLED"}
-            look = spec.style
+            look = request.style
         elif props.style_mode == "PROMPT":
-            spec.prompt = props.style_prompt.strip()
-            spec.strength = props.strength
-            if not spec.prompt:
+            request.prompt = props.style_prompt.strip()
+            request.strength = props.strength
+            if not request.prompt:
                 self.report({"ERROR"}, "Describe the new look in the Prompt field.")
                 return {"CANCELLED"}
-            look = spec.prompt[:30]
+            look = request.prompt[:30]
         else:
             if props.reference_image is None:
                 self.report({"ERROR"}, "Choose a reference image.")
@@ -195,8 +200,8 @@ class BRUSHLINK_OT_style_image(bpy.types.Operator):
         except ValueError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        request = JobRequest(spec, image=source, reference=reference)
-        return _launch(self, context, request, placement.Style(image, look))
+        job = Job(request, image=source, reference=reference)
+        return _launch(self, context, job, placement.Style(image, look))
 
 
 class BRUSHLINK_OT_cancel(bpy.types.Operator):

@@ -10,7 +10,8 @@ import bpy
 import numpy as np
 
 from brushlink.plugin.errors import ImageMismatch
-from brushlink.plugin.protocol import JobSpec, Result
+from brushlink.plugin.protocol import Result
+from brushlink.plugin.request import Request
 
 from . import images, materials
 from .worker import Placement
@@ -30,11 +31,25 @@ def _fit(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
     return rgba[rows][:, cols]
 
 
+MAX_SEED = 2**32 - 1
+
+
+def parse_seed(text: str) -> int | None:
+    """The scene's seed field: empty = random, else a whole number from 0 to 2^32 - 1 (a
+    string, because Blender's integer properties stop at 2^31 - 1)."""
+    text = text.strip()
+    if not text or text == "-1":
+        return None
+    if not text.isdigit() or int(text) > MAX_SEED:
+        raise ValueError(f"The seed must be empty (random) or a whole number up to {MAX_SEED}.")
+    return int(text)
+
+
 def _best(result: Result) -> tuple[np.ndarray, int | None]:
-    found = result.result_images()
-    if not found or found[0].png is None:
+    found = result.images
+    if not found or found[0].data is None:
         raise ImageMismatch("The server's result holds no image.")
-    return images.decode_png(found[0].png), found[0].seed
+    return images.decode_png(found[0].data), found[0].seed
 
 
 def _show_in_image_editors(old: bpy.types.Image | None, new: bpy.types.Image) -> None:
@@ -49,11 +64,11 @@ class TextureFill(Placement):
     label = "Texture fill"
 
     def __init__(
-        self, obj: bpy.types.Object, spec: JobSpec, width: int, height: int, derived: bool
+        self, obj: bpy.types.Object, request: Request, width: int, height: int, derived: bool
     ):
         self.object_name = obj.name
-        self.spec = spec
-        self.prompt = spec.prompt
+        self.request = request
+        self.prompt = request.prompt
         self.width, self.height = width, height
         self.derived = derived
         self.image: bpy.types.Image | None = None
@@ -79,13 +94,14 @@ class TextureFill(Placement):
         images.write_rgba(image, rgba)
         images.pack(image)
         # Provenance on the image (Custom Properties): how to make it again.
+        # The seed is text: ID properties hold 32-bit signed integers, seeds go to 2^32 - 1.
         image["brushlink"] = {
-            "prompt": self.spec.prompt,
-            "negative_prompt": self.spec.negative_prompt,
-            "model": str(result.metadata.get("model", self.spec.model or "")),
-            "seed": -1 if seed is None else int(seed),
-            "tile": self.spec.tile,
-            "steps": self.spec.steps or 0,
+            "prompt": self.request.prompt,
+            "negative_prompt": self.request.negative_prompt,
+            "model": str(result.metadata.get("model", self.request.model or "")),
+            "seed": "" if seed is None else str(seed),
+            "tile": self.request.tile,
+            "steps": self.request.steps or 0,
         }
         self.slots_before = len(obj.material_slots)
         material, created = materials.target_material(obj, f"brushlink {self.prompt}".strip())
@@ -127,21 +143,19 @@ class Inpaint(Placement):
 
     label = "Inpaint"
 
-    def __init__(
-        self, image: bpy.types.Image, original: np.ndarray, mask: np.ndarray, alpha_mask: bool
-    ):
+    def __init__(self, image: bpy.types.Image, original: np.ndarray, mask: np.ndarray):
         self.image_name = image.name
         self.original = original
         self.mask = mask[..., None]  # H x W x 1 in [0, 1], 1 = regenerate
-        self.alpha_mask = alpha_mask
         self.previewed = False
 
-    def _composite(self, generated: np.ndarray) -> np.ndarray:
-        out = self.original * (1.0 - self.mask) + generated * self.mask
-        if self.alpha_mask:
-            out[..., 3] = 1.0  # the transparent hole is what was filled
-        # Where the mask is 0 the original values are kept exactly, not recomputed.
-        keep = self.mask[..., 0] <= 0.0
+    def _composite(self, generated: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """The new pixels over the original through ``weight`` (H x W x 1 in [0, 1])."""
+        new = generated.copy()
+        new[..., 3] = 1.0  # what is regenerated is opaque (a transparent hole gets filled)
+        out = self.original * (1.0 - weight) + new * weight
+        # Where the weight is 0 the original values are kept exactly, not recomputed.
+        keep = weight[..., 0] <= 0.0
         out[keep] = self.original[keep]
         return out
 
@@ -154,7 +168,7 @@ class Inpaint(Placement):
     def preview(self, png: bytes) -> None:
         height, width = self.original.shape[:2]
         generated = _fit(images.decode_png(png), width, height)
-        images.write_rgba(self._target(), self._composite(generated))
+        images.write_rgba(self._target(), self._composite(generated, self.mask))
         self.previewed = True
 
     def result(self, result: Result) -> str:
@@ -165,7 +179,8 @@ class Inpaint(Placement):
                 f"The server returned {generated.shape[1]}×{generated.shape[0]} pixels for a "
                 f"{self.original.shape[1]}×{self.original.shape[0]} image."
             )
-        images.write_rgba(image, self._composite(generated))
+        # the result is a layer: the new pixels, their blend weight (grown, feathered) as alpha
+        images.write_rgba(image, self._composite(generated, generated[..., 3:4]))
         if image.packed_file is not None:
             images.pack(image)  # keep the embedded copy in step with the pixels
         history = HISTORY.setdefault(image.name, [])

@@ -19,8 +19,9 @@ class BrushlinkSceneProperties(bpy.types.PropertyGroup):
     height: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Height", default=512, min=64, max=2048, step=64, subtype="PIXEL"
     )
-    seed: bpy.props.IntProperty(  # type: ignore[valid-type]
-        name="Seed", description="-1: a new random seed each time", default=-1, min=-1
+    # text, not an IntProperty: Blender's integers stop at 2^31 - 1, seeds go to 2^32 - 1
+    seed: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Seed", description="Empty: a new random seed each time", default=""
     )
     candidates: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Candidates",

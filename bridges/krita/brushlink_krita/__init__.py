@@ -6,12 +6,12 @@ a menu action. Scripts use the blocking API: ``brushlink_krita.inpaint("a red ba
 
 from __future__ import annotations
 
+from . import runner
 from .api import apply, connection, discard, generate, inpaint, models, run, start, style
-from .options import JobOptions
-from .runner import Connection
+from .options import KritaJob
 
 __all__ = [
-    "JobOptions",
+    "KritaJob",
     "apply",
     "connection",
     "discard",
@@ -27,7 +27,7 @@ __all__ = [
 
 def shutdown() -> None:
     """Close the connections to servers (connected to Krita's applicationClosing)."""
-    Connection.close_all()
+    runner.close_all()
 
 
 def _register() -> None:

@@ -1,13 +1,15 @@
 """The scripting API (Krita's Scripter, tests) and the one job flow the docker uses too.
 
     import brushlink_krita
-    layer = brushlink_krita.inpaint("a red balloon", model="fill")
+    layer = brushlink_krita.inpaint("a red balloon", inpaint={"grow": 8})
     group = brushlink_krita.style(style="sketch", candidates=3)
     brushlink_krita.apply(group)
 
-``generate``, ``inpaint`` and ``style`` block until the result layers exist (Qt events keep
-being processed meanwhile, so Krita stays responsive) and return the new layer, or the group
-of candidates. Failures raise a ``BrushlinkError`` subclass (``ServerUnavailable``,
+``generate``, ``inpaint`` and ``style`` take the request's fields by name (``model``,
+``strength``, ``seed``, ``candidates``, ``inpaint``, ``options``, ...) and Krita's own
+(``reference``, ``exclude``, ``use_selection``). They block until the result layers exist (Qt
+events keep being processed meanwhile, so Krita stays responsive) and return the new layer, or
+the group of candidates. Failures raise a ``BrushlinkError`` subclass (``ServerUnavailable``,
 ``Unauthorized``, the server's own error...), and the document is left as it was.
 """
 
@@ -20,11 +22,11 @@ from typing import Any
 from krita import Krita
 from PyQt5.QtCore import QEventLoop, QTimer
 
-from . import layers
-from .core import errors, protocol
-from .options import JobOptions
-from .runner import Connection, RemoteJob, as_brushlink_error
-from .selection import build_request
+from . import layers, runner
+from .core import errors, host, protocol
+from .options import KritaJob
+from .runner import as_brushlink_error
+from .selection import build_job
 from .settings import Settings, save_to_document
 
 log = logging.getLogger("brushlink.krita")
@@ -32,43 +34,54 @@ log = logging.getLogger("brushlink.krita")
 DoneCallback = Callable[[Any, "errors.BrushlinkError | None"], None]
 
 
-def connection(url: str | None = None, token: str | None = None) -> Connection:
-    """The shared connection for ``url``/``token``, defaults from the plugin's settings."""
+def connection(url: str | None = None, token: str | None = None) -> host.HostRunner:
+    """The shared runner for ``url``/``token``, defaults from the plugin's settings."""
     settings = Settings.load()
-    return Connection.get(url or settings.resolved_url(), token or settings.resolved_token())
+    return runner.runner(url or settings.resolved_url(), token or settings.resolved_token())
+
+
+def reconnect(url: str | None = None, token: str | None = None) -> host.HostRunner:
+    """A fresh runner for ``url``/``token``: the old connection is closed, so the next one
+    sees a restarted server's models."""
+    settings = Settings.load()
+    url, token = url or settings.resolved_url(), token or settings.resolved_token()
+    runner.forget(url, token)
+    return runner.runner(url, token)
 
 
 def start(
-    options: JobOptions,
+    job: KritaJob,
     document=None,
     *,
     on_done: DoneCallback,
     on_event: Callable[[protocol.Message], None] | None = None,
     url: str | None = None,
     token: str | None = None,
-) -> RemoteJob:
+) -> host.RunningJob:
     """Submit a job without waiting. ``on_done(layer_or_group, error)`` runs on the main thread
     once the layers exist (or with the error). Problems found before submitting raise."""
     document = document or Krita.instance().activeDocument()
-    job, placement = build_request(document, options)
+    sent, placement = build_job(document, job)
     above = _insertion_point(document)
 
-    def finished(result: protocol.Result | None, error: BaseException | None) -> None:
-        if error is not None:
-            on_done(None, as_brushlink_error(error))
+    def finished(result: protocol.Result | None, error: errors.BrushlinkError | None) -> None:
+        runner.MAIN.release()
+        if error is not None or result is None:
+            on_done(None, as_brushlink_error(error or errors.InternalError()))
             return
         try:
-            node = layers.place_results(placement, options.label(), result.result_images(), above)
+            node = layers.place_results(placement, job.label(), result.images, above)
         except Exception as exc:
             on_done(None, as_brushlink_error(exc))
             return
         try:
-            save_to_document(document, options)
+            save_to_document(document, job)
         except Exception:  # losing the remembered prompt must not lose the result
             log.exception("brushlink: could not store the options in the document")
         on_done(node, None)
 
-    return RemoteJob(connection(url, token), job, finished, on_event).start()
+    runner.MAIN.hold()
+    return connection(url, token).start(sent, finished, on_event)
 
 
 def _insertion_point(document):
@@ -84,7 +97,7 @@ def _insertion_point(document):
     return node
 
 
-def run(options: JobOptions, document=None, *, timeout: float | None = None, **where: Any):
+def run(job: KritaJob, document=None, *, timeout: float | None = None, **where: Any):
     """Start a job and wait (processing Qt events) until its layers exist; returns them."""
     outcome: dict[str, Any] = {}
     loop = QEventLoop()
@@ -93,7 +106,7 @@ def run(options: JobOptions, document=None, *, timeout: float | None = None, **w
         outcome["node"], outcome["error"] = node, error
         loop.quit()
 
-    job = start(options, document, on_done=done, **where)
+    running = start(job, document, on_done=done, **where)
     if timeout is None:
         timeout = Settings.load().timeout or None
     timer = None
@@ -102,14 +115,15 @@ def run(options: JobOptions, document=None, *, timeout: float | None = None, **w
         def give_up() -> None:
             # Even a server that stopped answering cannot hold the caller, nor add a
             # layer after it has been told the job failed.
-            job.abandon()
+            running.abandon()
+            runner.MAIN.release()
             done(None, errors.ServerUnavailable(f"The job did not finish within {timeout:g} s."))
 
         timer = QTimer()
         timer.setSingleShot(True)
         timer.timeout.connect(give_up)
         timer.start(int(timeout * 1000))
-    if not job.finished:
+    if not running.finished and "node" not in outcome:
         loop.exec_()
     if timer is not None:
         timer.stop()
@@ -124,24 +138,26 @@ def run(options: JobOptions, document=None, *, timeout: float | None = None, **w
         del error, node, document
 
 
-def _blocking(mode: str, prompt: str, document, options: dict[str, Any]):
-    where = {k: options.pop(k) for k in ("url", "token", "timeout") if k in options}
-    return run(JobOptions.build(mode, prompt, **options), document, **where)
+def _blocking(kind: str, prompt: str, document, settings: dict[str, Any]):
+    where = {k: settings.pop(k) for k in ("url", "token", "timeout") if k in settings}
+    return run(KritaJob.build(kind, prompt, **settings), document, **where)
 
 
-def generate(prompt: str, document=None, **options: Any):
+def generate(prompt: str, document=None, **settings: Any):
     """A new image from ``prompt`` over the selection's box (or the canvas)."""
-    return _blocking("generate", prompt, document, options)
+    return _blocking("generate", prompt, document, settings)
 
 
-def inpaint(prompt: str = "", document=None, **options: Any):
-    """Regenerate the selected region; the new layer is limited to the selection."""
-    return _blocking("inpaint", prompt, document, options)
+def inpaint(prompt: str = "", document=None, **settings: Any):
+    """Regenerate the selected region (with no prompt: remove what is there); the new layer
+    is limited to the grown, feathered selection."""
+    return _blocking("inpaint", prompt, document, settings)
 
 
-def style(prompt: str = "", document=None, **options: Any):
-    """Restyle the selection (or the canvas): ``style="sketch"`` or ``reference="Layer"``."""
-    return _blocking("style", prompt, document, options)
+def style(prompt: str = "", document=None, **settings: Any):
+    """Restyle the selection (or the canvas): ``style="sketch"``, ``reference="Layer"``, or a
+    prompt with ``strength``."""
+    return _blocking("style", prompt, document, settings)
 
 
 def apply(node, merge: bool = False):
@@ -154,6 +170,6 @@ def discard(node) -> None:
     layers.discard(node)
 
 
-def models(url: str | None = None, token: str | None = None) -> list[dict[str, Any]]:
-    """The server's models (blocks while connecting)."""
-    return list(connection(url, token).ensure_connected().models)
+def models(url: str | None = None, token: str | None = None) -> list:
+    """The server's models, as ``ModelCard``s (blocks while connecting)."""
+    return list(connection(url, token).welcome().models)

@@ -30,9 +30,9 @@ from PyQt5.QtWidgets import (
 )
 
 from . import api
-from .core import errors, protocol
-from .options import MODES, JobOptions
-from .runner import Background, as_brushlink_error
+from .core import errors, protocol, request
+from .options import KINDS, KritaJob
+from .runner import as_brushlink_error, in_background
 from .settings import Settings, load_from_document
 
 DEFAULT_STYLES = ("sketch", "pencil-color", "watercolor", "oil", "cartoon", "detail")
@@ -59,7 +59,7 @@ class BrushlinkDocker(DockWidget):
         self.document_override = None  # scripts driving the docker without a view set this
         self.job = None
         self.result_node = None
-        self.models: list[dict] = []
+        self.models: list = []  # the server's ModelCards
         self._build()
         self.reconnect()
 
@@ -97,7 +97,7 @@ class BrushlinkDocker(DockWidget):
 
         form = QFormLayout()
         self.mode = QComboBox()
-        self.mode.addItems(MODES)
+        self.mode.addItems(KINDS)
         self.mode.currentTextChanged.connect(self._fill_models)
         self.model = QComboBox()
         self.prompt = QPlainTextEdit()
@@ -112,8 +112,9 @@ class BrushlinkDocker(DockWidget):
         strength_row = QHBoxLayout()
         strength_row.addWidget(self.strength, 1)
         strength_row.addWidget(self.use_strength)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        self.seed = QDoubleSpinBox()  # seeds are 32-bit unsigned: beyond a QSpinBox's int
+        self.seed.setDecimals(0)
+        self.seed.setRange(0, 2**32 - 1)
         self.random_seed = QCheckBox("random")
         self.random_seed.setChecked(True)
         seed_row = QHBoxLayout()
@@ -125,7 +126,7 @@ class BrushlinkDocker(DockWidget):
         self.keep.setRange(0, 8)
         self.keep.setSpecialValueText("all")
         self.tile = QComboBox()
-        self.tile.addItems(protocol.TILE_MODES)
+        self.tile.addItems(request.TILE_MODES)
         self.style_name = QComboBox()
         self.style_name.setEditable(True)
         self.reference = LayerCombo(lambda: self._fill_references(self.document()))
@@ -189,16 +190,10 @@ class BrushlinkDocker(DockWidget):
     def reconnect(self) -> None:
         self.status.setText("Connecting…")
         # Resolve the connection here: Krita's settings may only be read on the main thread.
-        connection = api.connection(**self._where())
-        if connection.welcome is not None and self.job is None:
-            # Asked again: open a fresh connection, so a restarted server's models show.
-            connection.close()
-            connection = api.connection(**self._where())
-
-        def work(_emit):
-            return connection.ensure_connected()
-
-        self._connecting = Background(work, self._connected).start()
+        # Asked again: open a fresh connection, so a restarted server's models show.
+        where = self._where()
+        connection = api.connection(**where) if self.job else api.reconnect(**where)
+        in_background(connection.welcome, self._connected)
 
     def _gone(self) -> bool:
         """True once Qt has deleted this docker (its window closed while a job was out)."""
@@ -208,7 +203,7 @@ class BrushlinkDocker(DockWidget):
         if self._gone():
             return
         if error is not None:
-            self.status.setText(f"Not connected: {as_brushlink_error(error).message}")
+            self.status.setText(f"Not connected: {error.message}")
             return
         self.models = list(welcome.models)
         self.status.setText(f"Connected, {len(self.models)} model(s)")
@@ -221,9 +216,9 @@ class BrushlinkDocker(DockWidget):
         self.model.addItem(SERVER_DEFAULT)
         styles: list[str] = []
         for info in self.models:
-            if mode in info.get("kinds", []):
-                self.model.addItem(str(info.get("name")))
-                styles += [s for s in info.get("styles", []) if s not in styles]
+            if mode in info.kinds:
+                self.model.addItem(info.name)
+                styles += [s for s in info.styles if s not in styles]
         if current:
             index = self.model.findText(current)
             self.model.setCurrentIndex(max(index, 0))
@@ -254,45 +249,52 @@ class BrushlinkDocker(DockWidget):
                 self.reference.addItem(node.name())
         self.reference.setCurrentIndex(max(0, self.reference.findText(current)))
 
-    def options(self) -> JobOptions:
+    def options(self) -> KritaJob:
         model = self.model.currentText()
         reference = self.reference.currentText()
-        mode = self.mode.currentText()
-        return JobOptions(
-            mode=mode,
+        kind = self.mode.currentText()
+        strength = self.strength.value() if self.use_strength.isChecked() else None
+        if kind == "generate" and strength is not None:
+            kind = "style"  # from the canvas: image-to-image toward the prompt
+        req = request.Request(
+            kind=kind,
             prompt=self.prompt.toPlainText().strip(),
             negative_prompt=self.negative.text().strip(),
             model=None if model in ("", SERVER_DEFAULT) else model,
-            strength=self.strength.value() if self.use_strength.isChecked() else None,
-            seed=None if self.random_seed.isChecked() else self.seed.value(),
+            strength=strength,
+            seed=None if self.random_seed.isChecked() else int(self.seed.value()),
             candidates=self.candidates.value(),
             keep=self.keep.value() or None,
             tile=self.tile.currentText(),
-            style=(self.style_name.currentText().strip() or None) if mode == "style" else None,
+            style=(self.style_name.currentText().strip() or None) if kind == "style" else None,
+        )
+        return KritaJob(
+            request=req,
             reference=None if reference in ("", NO_REFERENCE) else reference,
             exclude=[n.strip() for n in self.exclude.text().split(",") if n.strip()],
         )
 
-    def show_options(self, options: JobOptions) -> None:
-        self.mode.setCurrentText(options.mode)
-        self.prompt.setPlainText(options.prompt)
-        self.negative.setText(options.negative_prompt)
-        if options.model:
-            if self.model.findText(options.model) < 0:
-                self.model.addItem(options.model)
-            self.model.setCurrentText(options.model)
-        self.use_strength.setChecked(options.strength is not None)
-        if options.strength is not None:
-            self.strength.setValue(options.strength)
-        self.random_seed.setChecked(options.seed is None)
-        if options.seed is not None:
-            self.seed.setValue(options.seed)
-        self.candidates.setValue(options.candidates)
-        self.keep.setValue(options.keep or 0)
-        self.tile.setCurrentText(options.tile)
-        if options.style:
-            self.style_name.setEditText(options.style)
-        self.exclude.setText(", ".join(options.exclude))
+    def show_options(self, job: KritaJob) -> None:
+        req = job.request
+        self.mode.setCurrentText(req.kind)
+        self.prompt.setPlainText(req.prompt)
+        self.negative.setText(req.negative_prompt)
+        if req.model:
+            if self.model.findText(req.model) < 0:
+                self.model.addItem(req.model)
+            self.model.setCurrentText(req.model)
+        self.use_strength.setChecked(req.strength is not None)
+        if req.strength is not None:
+            self.strength.setValue(req.strength)
+        self.random_seed.setChecked(req.seed is None)
+        if req.seed is not None:
+            self.seed.setValue(req.seed)
+        self.candidates.setValue(req.candidates)
+        self.keep.setValue(req.keep or 0)
+        self.tile.setCurrentText(req.tile)
+        if req.style:
+            self.style_name.setEditText(req.style)
+        self.exclude.setText(", ".join(job.exclude))
 
     # ------------------------------------------------------------------ jobs
 

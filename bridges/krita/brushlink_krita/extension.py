@@ -26,14 +26,14 @@ class BrushlinkExtension(Extension):
 
     def repeat(self) -> None:
         document = Krita.instance().activeDocument()
-        options = load_from_document(document) if document is not None else None
-        if options is None:
+        job = load_from_document(document) if document is not None else None
+        if job is None:
             self._tell("This document has no brushlink job to repeat yet.")
             return
         if self._job is not None and not self._job.finished:
             return
         try:
-            self._job = api.start(options, document, on_done=self._done)
+            self._job = api.start(job, document, on_done=self._done)
         except Exception as exc:
             self._tell(str(exc))
 

@@ -9,7 +9,7 @@ take seconds per megapixel inside Krita). Other colour spaces are read through
 from __future__ import annotations
 
 from PyQt5.QtCore import QBuffer, QByteArray, QIODevice, Qt
-from PyQt5.QtGui import QImage, QPainter
+from PyQt5.QtGui import QImage
 
 from .core import errors, regions
 
@@ -103,25 +103,3 @@ def _bits(image: QImage, row_bytes: int) -> bytes:
     if stride == row_bytes:
         return raw
     return b"".join(raw[y * stride : y * stride + row_bytes] for y in range(image.height()))
-
-
-def scale_alpha(bgra: bytes, mask: bytes, width: int, height: int) -> bytes:
-    """Multiply each pixel's alpha by an 8-bit mask (255 keeps it, 0 clears it).
-
-    Qt composites in C++ (DestinationIn); a Python loop takes a second for 4 megapixels.
-    """
-    image = QImage(bgra, width, height, 4 * width, QImage.Format_ARGB32)
-    image = image.convertToFormat(QImage.Format_ARGB32_Premultiplied)
-    alpha = QImage(mask, width, height, width, QImage.Format_Alpha8)
-    painter = QPainter(image)
-    painter.setCompositionMode(QPainter.CompositionMode_DestinationIn)
-    painter.drawImage(0, 0, alpha)
-    painter.end()
-    return _bits(image.convertToFormat(QImage.Format_ARGB32), 4 * width)
-
-
-def resize_gray(gray: bytes, width: int, height: int, new_width: int, new_height: int) -> bytes:
-    """Smoothly resize an 8-bit mask."""
-    image = QImage(gray, width, height, width, QImage.Format_Grayscale8)
-    image = image.scaled(new_width, new_height, Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
-    return _bits(image.convertToFormat(QImage.Format_Grayscale8), new_width)

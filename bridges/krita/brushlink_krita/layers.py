@@ -8,7 +8,7 @@ rolled back, so a failure never leaves stray layers behind.
 from __future__ import annotations
 
 from .core import errors, protocol
-from .images import is_rgba8, png_to_bgra, scale_alpha
+from .images import is_rgba8, png_to_bgra
 from .selection import Placement
 
 PREFIX = "[brushlink]"
@@ -24,9 +24,7 @@ def layer_name(label: str, seed: int | None, rank: int | None = None) -> str:
 
 def _paint_layer(document, name: str, placement: Placement, png: bytes):
     box = placement.box
-    bgra = png_to_bgra(png, box.width, box.height)
-    if placement.alpha is not None:
-        bgra = scale_alpha(bgra, placement.alpha, box.width, box.height)
+    bgra = png_to_bgra(png, box.width, box.height)  # its alpha limits it to the selection
     node = document.createNode(name, "paintlayer")
     if not is_rgba8(document):
         # The result is 8-bit sRGB; a layer may have its own colour space in Krita.
@@ -40,7 +38,7 @@ def place_results(placement: Placement, label: str, images: list[protocol.Result
     document = placement.document
     if not images:
         raise errors.EngineError("The server returned no image.")
-    if any(image.png is None for image in images):
+    if any(image.data is None for image in images):
         raise errors.InvalidImage("The server's result is missing its image data.")
     root = document.rootNode()
     parent = above.parentNode() if above is not None else root
@@ -48,7 +46,7 @@ def place_results(placement: Placement, label: str, images: list[protocol.Result
     try:
         if len(images) == 1:
             added = _paint_layer(
-                document, layer_name(label, images[0].seed), placement, images[0].png
+                document, layer_name(label, images[0].seed), placement, images[0].data
             )
             parent.addChildNode(added, above)
         else:
@@ -57,7 +55,7 @@ def place_results(placement: Placement, label: str, images: list[protocol.Result
             # addChildNode(child, None) puts the child on top: add the worst first.
             for rank, image in reversed(list(enumerate(images))):
                 node = _paint_layer(
-                    document, layer_name(label, image.seed, rank), placement, image.png
+                    document, layer_name(label, image.seed, rank), placement, image.data
                 )
                 node.setVisible(rank == 0)
                 added.addChildNode(node, None)

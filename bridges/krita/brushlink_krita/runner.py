@@ -1,204 +1,106 @@
-"""Jobs off Krita's main thread.
+"""Krita's way back to its main thread, for the host job runner of the client core.
 
-The client core's ``BlockingClient`` runs asyncio on its own thread; each job gets a short-lived
-worker thread that connects (if needed) and waits on the job, pushing every event into a
-``queue.Queue``. A 20 ms ``QTimer`` on the main thread drains that queue, so callbacks that
-touch Krita's API always run on the main thread and the UI never waits on the network.
+Jobs run through ``core.host.HostRunner`` (one per server URL and token): it does the network
+work on its own threads and hands every event and ending to ``deliver``. Here that is a
+``Mailbox`` drained by a 20 ms ``QTimer`` on Krita's main thread, so callbacks that touch
+Krita's API always run there and the UI never waits on the network. The timer runs only while
+something is out.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from PyQt5.QtCore import QCoreApplication, QTimer
 
-from .core import blocking, errors, protocol, request
+from .core import errors, host
 
 POLL_MS = 20
 log = logging.getLogger("brushlink.krita")
 
 
-class Connection:
-    """One client per (url, token); connects on first use, from a worker thread."""
+class MainThread:
+    """Calls from worker threads, run on Krita's main thread by a timer."""
 
-    _open: dict[tuple[str, str | None], Connection] = {}
-    _open_lock = threading.Lock()
-
-    def __init__(self, url: str, token: str | None) -> None:
-        self.url = url
-        self.token = token
-        self.client = blocking.BlockingClient(url, token, open_timeout=5.0)
+    def __init__(self) -> None:
+        self.mailbox = host.Mailbox()
+        self._timer: QTimer | None = None
+        self._busy = 0
         self._lock = threading.Lock()
-        self._connected = False
 
-    @classmethod
-    def get(cls, url: str, token: str | None) -> Connection:
-        with cls._open_lock:
-            conn = cls._open.get((url, token))
-            if conn is None:
-                conn = cls._open[(url, token)] = cls(url, token)
-            return conn
+    def deliver(self, call: Callable[[], None]) -> None:
+        self.mailbox.put(call)
 
-    @classmethod
-    def close_all(cls) -> None:
-        with cls._open_lock:
-            conns, cls._open = list(cls._open.values()), {}
-        for conn in conns:
-            conn.client.close()
+    def hold(self) -> None:
+        """Something is out (a job, a connection attempt): keep draining until ``release``.
+        Main thread only."""
+        self._busy += 1
+        if self._timer is None:
+            # Parented to the application so Qt, not Python's garbage collector, frees it: a
+            # QTimer collected after Qt's teardown (at interpreter exit) crashes Krita.
+            self._timer = QTimer(QCoreApplication.instance())
+            self._timer.setInterval(POLL_MS)
+            self._timer.timeout.connect(self._drain)
+        if not self._timer.isActive():
+            self._timer.start()
 
-    def close(self) -> None:
-        """Forget this connection (the next ``get`` opens a new one) and close it."""
-        with Connection._open_lock:
-            if Connection._open.get((self.url, self.token)) is self:
-                del Connection._open[(self.url, self.token)]
-        self.client.close()
+    def release(self) -> None:
+        self._busy = max(0, self._busy - 1)
 
-    @property
-    def welcome(self) -> protocol.Welcome | None:
-        return self.client.welcome
-
-    def ensure_connected(self) -> protocol.Welcome:
-        """Blocks: call from a worker thread. Raises ServerUnavailable / Unauthorized."""
-        with self._lock:
-            if not self._connected:
-                self.client.connect()
-                self._connected = True
-            welcome = self.client.welcome
-            assert welcome is not None
-            return welcome
+    def _drain(self) -> None:
+        self.mailbox.drain()
+        if self._busy == 0 and self._timer is not None:
+            self._timer.stop()
 
 
-@dataclass
-class _Done:
-    value: Any = None
-    error: BaseException | None = None
+MAIN = MainThread()
+_runners: dict[tuple[str, str | None], host.HostRunner] = {}
 
 
-class Background:
-    """Run ``work`` on a thread; ``on_event`` / ``on_done`` are called on the main thread."""
+def runner(url: str, token: str | None) -> host.HostRunner:
+    """The shared runner for ``url``/``token`` (its connection opens on the first job)."""
+    key = (url, token)
+    if key not in _runners:
+        _runners[key] = host.HostRunner(url, token, deliver=MAIN.deliver, open_timeout=5.0)
+    return _runners[key]
 
-    def __init__(
-        self,
-        work: Callable[[Callable[[Any], None]], Any],
-        on_done: Callable[[Any, BaseException | None], None],
-        on_event: Callable[[Any], None] | None = None,
-    ) -> None:
-        self._work = work
-        self._on_done = on_done
-        self._on_event = on_event
-        self._queue: queue.Queue[Any] = queue.Queue()
-        # Parented to the application so Qt, not Python's garbage collector, frees it: a QTimer
-        # collected after Qt's teardown (at interpreter exit) crashes Krita.
-        self._timer = QTimer(QCoreApplication.instance())
-        self._timer.setInterval(POLL_MS)
-        self._timer.timeout.connect(self._poll)
-        self.finished = False
 
-    def start(self) -> Background:
-        threading.Thread(target=self._run, name="brushlink-job", daemon=True).start()
-        self._timer.start()
-        return self
+def forget(url: str, token: str | None) -> None:
+    """Close the runner for ``url``/``token``; the next ``runner`` opens a fresh connection."""
+    old = _runners.pop((url, token), None)
+    if old is not None:
+        old.close(wait=0)
 
-    def _run(self) -> None:
+
+def close_all() -> None:
+    for key in list(_runners):
+        forget(*key)
+
+
+def in_background(
+    work: Callable[[], Any], on_done: Callable[[Any, errors.BrushlinkError | None], None]
+) -> None:
+    """Run blocking ``work`` (connecting, say) on a thread; ``on_done(value, error)`` runs on
+    the main thread."""
+    MAIN.hold()
+
+    def finish(value: Any, error: errors.BrushlinkError | None) -> None:
+        MAIN.release()
+        on_done(value, error)
+
+    def run() -> None:
         try:
-            self._queue.put(_Done(value=self._work(self._queue.put)))
+            value = work()
         except BaseException as exc:  # handed to the main thread, which reports it
-            self._queue.put(_Done(error=exc))
+            error = as_brushlink_error(exc)
+            MAIN.deliver(lambda: finish(None, error))
+        else:
+            MAIN.deliver(lambda: finish(value, None))
 
-    def _poll(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, _Done):
-                self._timer.stop()
-                self._timer.timeout.disconnect()
-                self._timer.deleteLater()
-                self.finished = True
-                on_done = self._on_done
-                # Drop the callbacks: they hold Krita documents and nodes, and a cycle that
-                # lives until interpreter exit would free them after Krita is gone.
-                self._work = self._on_done = self._on_event = None
-                _guarded(on_done, item.value, item.error)
-                return
-            if self._on_event is not None:
-                _guarded(self._on_event, item)
-
-
-def _guarded(callback: Callable[..., None], *args: Any) -> None:
-    """Run a callback from a Qt timer. Krita turns an exception escaping a Qt callback into
-    a traceback dialog; here it is logged instead (e.g. the docker was closed meanwhile)."""
-    try:
-        callback(*args)
-    except Exception:
-        log.exception("brushlink: a callback failed")
-
-
-class RemoteJob:
-    """One job on the server: events and the final result arrive on the main thread."""
-
-    def __init__(
-        self,
-        connection: Connection,
-        job: request.JobRequest,
-        on_done: Callable[[protocol.Result | None, BaseException | None], None],
-        on_event: Callable[[protocol.Message], None] | None = None,
-    ) -> None:
-        self.connection = connection
-        self.request = job
-        self.cancelled = False
-        self.abandoned = False
-        self._on_done = on_done
-        self._background = Background(self._work, self._finish, on_event)
-
-    @property
-    def job_id(self) -> str:
-        return self.request.job_id
-
-    @property
-    def finished(self) -> bool:
-        return self._background.finished
-
-    def start(self) -> RemoteJob:
-        self._background.start()
-        return self
-
-    def _work(self, emit: Callable[[Any], None]) -> protocol.Result:
-        self.connection.ensure_connected()
-        if self.cancelled:
-            raise errors.JobWasCancelled()
-        return self.connection.client.run(self.request, on_event=emit)
-
-    def _finish(self, result: protocol.Result | None, error: BaseException | None) -> None:
-        on_done, self._on_done = self._on_done, None
-        if not self.abandoned and on_done is not None:
-            on_done(result, error)
-
-    def abandon(self) -> None:
-        """Stop caring about this job: cancel it, and drop whatever it still sends back (no
-        layer appears after the caller has been told the job failed)."""
-        self.abandoned = True
-        self.cancel()
-
-    def cancel(self) -> None:
-        """Ask the server to stop; the job then ends with JobWasCancelled."""
-        if self.cancelled or self.finished:
-            return
-        self.cancelled = True
-
-        def send() -> None:
-            # Not connected yet: the worker sees `cancelled` before submitting.
-            with contextlib.suppress(errors.BrushlinkError):
-                self.connection.client.cancel(self.job_id)
-
-        threading.Thread(target=send, name="brushlink-cancel", daemon=True).start()
+    threading.Thread(target=run, name="brushlink-connect", daemon=True).start()
 
 
 def as_brushlink_error(exc: BaseException) -> errors.BrushlinkError:

@@ -10,7 +10,7 @@ from krita import Krita
 from PyQt5.QtCore import QByteArray
 
 from .core import home
-from .options import JobOptions
+from .options import KritaJob
 
 GROUP = "brushlink"
 ANNOTATION = "brushlink/options"
@@ -48,17 +48,17 @@ class Settings:
         app.writeSetting(GROUP, "timeout", str(self.timeout))
 
 
-def save_to_document(document, options: JobOptions) -> None:
+def save_to_document(document, job: KritaJob) -> None:
     """Keep the last prompt and options with the document (they travel inside the .kra)."""
-    data = json.dumps(options.to_dict()).encode("utf-8")
+    data = json.dumps(job.to_dict()).encode("utf-8")
     document.setAnnotation(ANNOTATION, "brushlink: last prompt and options", QByteArray(data))
 
 
-def load_from_document(document) -> JobOptions | None:
+def load_from_document(document) -> KritaJob | None:
     if ANNOTATION not in document.annotationTypes():
         return None
     try:
         data = json.loads(bytes(document.annotation(ANNOTATION)).decode("utf-8"))
     except ValueError:
         return None
-    return JobOptions.from_dict(data) if isinstance(data, dict) else None
+    return KritaJob.from_dict(data)

@@ -1,0 +1,1 @@
+"""Style without weights: OpenCV's non-photorealistic filters and colour transfer."""
