@@ -351,5 +351,31 @@ class DiffusersEngine(Engine):
             outputs.append(limit_to_mask(image, job.mask, rgba, request.inpaint.output))
         return self._rank(request, outputs, seeds)
 
+    # ------------------------------------------------------------------ for other engines
+
+    def redraw(
+        self,
+        image: np.ndarray,
+        checkpoint: str,
+        request: Request,
+        seed: int,
+        ctx: JobContext,
+    ) -> np.ndarray:
+        """img2img of one RGBA picture at its own size (rounded up to multiples of 8), with the
+        request's prompt, strength and sampling: the refine pass of an upscale draws each tile
+        with it. Returns the picture's RGBA at its size, alpha kept."""
+        ckpt = self.folders.resolve(checkpoint)
+        pipe = self.store.get(ckpt, "img2img")
+        h, w = image.shape[:2]
+        source = Image.fromarray(prefill(image, np.zeros((h, w), np.uint8)))
+        size = (ceil8(w), ceil8(h))
+        strength = request.strength if request.strength is not None else STYLE_STRENGTH
+        [out] = self._call(
+            pipe, ctx, ckpt, request, [seed], image=source.resize(size), strength=strength
+        )
+        rgba = resize(to_rgba(out), w, h)
+        rgba[..., 3] = image[..., 3]
+        return rgba
+
     def unload(self) -> None:
         self.store.evict()
