@@ -21,6 +21,7 @@ from brushlink.plugin.request import Job, Request
 from ..config import load_config
 from ..files import read_image_as_png, write_atomic
 from ..inprocess import LocalServer
+from . import guidance
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tile", choices=["none", "x", "y", "xy"], default="none")
     g.add_argument("--guidance", type=float)
     g.add_argument("--scheduler")
+    guidance.add_arguments(g)
     _common(g)
     _outputs(g)
     g.set_defaults(func=run, kind="generate")
@@ -67,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--prompt", default="")
     i.add_argument("--engine", dest="engine", help="same as --model (e.g. fill)")
     i.add_argument("--strength", type=float)
+    guidance.add_arguments(i)
     _common(i)
     _outputs(i)
     i.set_defaults(func=run, kind="inpaint")
@@ -78,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--reference", type=Path, help="transfer the colours of this image")
     s.add_argument("--prompt", default="")
     s.add_argument("--strength", type=float)
+    guidance.add_arguments(s)
     _common(s)
     _outputs(s)
     s.set_defaults(func=run, kind="style")
@@ -120,6 +124,8 @@ def build_job(args: argparse.Namespace) -> Job:
     else:
         request.prompt = args.prompt
         job.inputs = [read_image_as_png(path) for path in args.images]
+    if args.kind != "rank":
+        guidance.apply(args, job)
     return job
 
 
@@ -153,7 +159,7 @@ class ProgressBar:
 def run(args: argparse.Namespace) -> int:
     try:
         job = build_job(args)
-    except (BrushlinkError, OSError) as err:
+    except (BrushlinkError, OSError, argparse.ArgumentTypeError) as err:
         print(f"brushlink: {err}", file=sys.stderr)
         return 2
     home = args.home

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from brushlink.plugin import codec
+
 from ..config import load_config
 from ..engines.catalog import build_registry, pick_device
 
@@ -15,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--home", type=Path, help="BRUSHLINK_HOME")
     p.add_argument("--models", type=Path, action="append", help="an extra model folder")
     p.add_argument("--json", action="store_true", help="print JSON, as `welcome.models` has it")
+    p.add_argument(
+        "--addons", action="store_true", help="with --json: the add-ons, as `welcome.addons`"
+    )
     p.set_defaults(func=run)
 
 
@@ -33,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.home, models_dirs=tuple(args.models) if args.models else None)
     registry = build_registry(config, pick_device(config.device))
     models = registry.models()
+    addons = registry.addons()
     if args.json:
-        print(json.dumps([m.to_wire() for m in models], indent=2))
+        cards = addons if args.addons else models
+        print(json.dumps([codec.encode(c) for c in cards], indent=2))
         return 0
     print(f"{'model':<28} {'engine':<10} {'family':<10} {'size':>9}  kinds")
     for m in models:
@@ -44,4 +51,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if m.styles:
             print(f"{'':<28} styles: {', '.join(m.styles)}")
+    if addons:
+        print(f"\n{'add-on':<28} {'type':<10} {'family':<10} {'size':>9}")
+    for a in addons:
+        print(f"{a.name:<28} {a.type:<10} {a.family or '-':<10} {_size(a.size_bytes):>9}")
     return 0

@@ -24,16 +24,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from brushlink.plugin.capabilities import Accepts, ModelCard, Range
-from brushlink.plugin.request import TILE_MODES, Request
+from brushlink.plugin.capabilities import AddonCard, ModelCard
+from brushlink.plugin.regions import Box
+from brushlink.plugin.request import Request
 
 from ..base import Engine, EngineJob, EngineOutput, EngineResult, JobContext, Sizes
 from ..kit.candidates import Scorer, candidate_seeds, rank
 from ..kit.regions import crop, find_region, limit_to_mask, paste, unchanged
 from ..kit.steps import StepReporter
+from .addons import Addons
+from .cards import STYLE_STRENGTH, checkpoint_card
+from .controls import ControlNets, guided
 from .ip_adapter import IP_ADAPTER_ENCODER, adapter_files
 from .pixels import ceil8, native_size, prefill, reaches_edge, resize, to_rgba
-from .schedulers import SCHEDULERS, use_scheduler
+from .schedulers import use_scheduler
 from .store import (
     Checkpoint,
     ModelFolders,
@@ -43,14 +47,8 @@ from .store import (
     parse_size,
 )
 
-STYLE_STRENGTH = 0.6
 PREVIEW_EVERY = 5
 MIN_CONTEXT = 32
-
-
-def _turbo(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in ("turbo", "lightning", "hyper"))
 
 
 class DiffusersEngine(Engine):
@@ -72,6 +70,8 @@ class DiffusersEngine(Engine):
         CLIP scorer used to rank candidates (e.g. ``RankEngine.ranker``), or None."""
         self.model_roots = [Path(d) for d in model_dirs]
         self.folders = ModelFolders(checkpoint_dirs(self.model_roots))
+        self.library = Addons(self.model_roots)  # LoRAs, ControlNets, VAEs, embeddings
+        self.nets = ControlNets(self.library)
         # torch is imported on first use, not here: building the engine must stay cheap.
         if device == "auto":
             import torch
@@ -105,38 +105,11 @@ class DiffusersEngine(Engine):
     def models(self) -> list[ModelCard]:
         return [self._card(c) for c in self.folders.list()]
 
+    def addons(self) -> list[AddonCard]:
+        return self.library.cards()
+
     def _card(self, ckpt: Checkpoint) -> ModelCard:
-        found = ckpt.detected
-        kinds = ["inpaint"] if found.inpaint else ["generate", "inpaint", "style"]
-        turbo = _turbo(ckpt.name)
-        what = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x", "sdxl": "SDXL"}
-        description = what[found.family] + (" inpainting" if found.inpaint else "")
-        description += f" ({'diffusers folder' if ckpt.path.is_dir() else 'single file'})"
-        return ModelCard(
-            name=ckpt.name,
-            engine=self.name,
-            kinds=kinds,
-            family=found.family,
-            size_bytes=ckpt.size_bytes,
-            description=description,
-            defaults={
-                "width": found.native_size,
-                "height": found.native_size,
-                "steps": 4 if turbo else 25,
-                "guidance": 0.0 if turbo else 7.5,
-                "strength": STYLE_STRENGTH,
-            },
-            accepts=Accepts(
-                candidates=Range(1, 16),
-                steps=Range(1, 200),
-                guidance=Range(0, 50),
-                strength=Range(0, 1, low_open=True),
-                side=Range(8, 8192),
-                schedulers=list(SCHEDULERS),
-                tile=list(TILE_MODES),
-                slots=["image", "mask", "reference"],
-            ),
-        )
+        return checkpoint_card(ckpt, self.name)
 
     def _prepare(self, pipe: Any) -> Any:
         """Device, precision and speed settings, once per loaded checkpoint."""
@@ -178,15 +151,20 @@ class DiffusersEngine(Engine):
 
     def _call(
         self,
-        pipe: Any,
+        task: str,
+        job: EngineJob | None,
         ctx: JobContext,
         ckpt: Checkpoint,
         request: Request,
         seeds: list[int],
+        size: tuple[int, int],
         tile: str = "none",
+        box: Box | None = None,
         **kwargs: Any,
     ) -> list[np.ndarray]:
-        """Run ``pipe`` once for all seeds; returns H x W x 3 float images in [0, 1]."""
+        """Run the checkpoint's ``task`` pipeline once for all seeds, with the request's LoRAs,
+        embeddings, VAE and controls (pictures cropped to ``box``); returns H x W x 3 float
+        images in [0, 1]."""
         import torch
 
         from .memory import run_with_oom_retry
@@ -229,7 +207,12 @@ class DiffusersEngine(Engine):
             return list(out.images)
 
         ctx.check_cancelled()
-        return run_with_oom_retry(pipe, call)
+        base = self.store.get(ckpt, task)
+        pictures = job.controls if job is not None else {}
+        pipe, extra = guided(base, task, request.controls, pictures, self.nets, box, size)
+        kwargs.update(extra)
+        with self.library.attached(pipe, request, family):
+            return run_with_oom_retry(pipe, call)
 
     def _rank(self, request: Request, images: list[np.ndarray], seeds: list[int]) -> EngineResult:
         scorer = self._ranker() if (self._ranker and len(images) > 1) else None
@@ -244,17 +227,19 @@ class DiffusersEngine(Engine):
         width, height = request.width or native, request.height or native
         # 2. seeds: one per candidate, consecutive, so any candidate can be redrawn alone
         seeds = candidate_seeds(job.seed, request.candidates)
-        pipe = self.store.get(ckpt, "txt2img")
         # 3. denoise all candidates in one batch
+        run_w, run_h = ceil8(width), ceil8(height)
         images = self._call(
-            pipe,
+            "txt2img",
+            job,
             ctx,
             ckpt,
             request,
             seeds,
+            (run_w, run_h),
             tile=request.tile,
-            width=ceil8(width),
-            height=ceil8(height),
+            width=run_w,
+            height=run_h,
         )
         # 4. rank with CLIP and keep the best
         return self._rank(request, [resize(to_rgba(im), width, height) for im in images], seeds)
@@ -276,15 +261,17 @@ class DiffusersEngine(Engine):
         rgb = prefill(area, hole) if outpaint or (area[..., 3] < 255).any() else area[..., :3]
         # 2. inpaint at the model's native resolution, in multiples of 8
         run_w, run_h = native_size(box.width, box.height, ckpt.detected.native_size)
-        pipe = self.store.get(ckpt, "inpaint")
         strength = 1.0 if outpaint else (request.strength if request.strength is not None else 1.0)
         seeds = candidate_seeds(job.seed, request.candidates)
         generated = self._call(
-            pipe,
+            "inpaint",
+            job,
             ctx,
             ckpt,
             request,
             seeds,
+            (run_w, run_h),
+            box=box,
             image=Image.fromarray(np.ascontiguousarray(rgb)).resize(
                 (run_w, run_h), Image.Resampling.LANCZOS
             ),
@@ -331,11 +318,13 @@ class DiffusersEngine(Engine):
             )
         try:
             generated = self._call(
-                pipe,
+                "img2img",
+                job,
                 ctx,
                 ckpt,
                 request,
                 seeds,
+                (run_w, run_h),
                 tile=request.tile,
                 image=source.resize((run_w, run_h), Image.Resampling.LANCZOS),
                 strength=strength,
@@ -365,14 +354,14 @@ class DiffusersEngine(Engine):
         request's prompt, strength and sampling: the refine pass of an upscale draws each tile
         with it. Returns the picture's RGBA at its size, alpha kept."""
         ckpt = self.folders.resolve(checkpoint)
-        pipe = self.store.get(ckpt, "img2img")
         h, w = image.shape[:2]
         source = Image.fromarray(prefill(image, np.zeros((h, w), np.uint8)))
         size = (ceil8(w), ceil8(h))
         strength = request.strength if request.strength is not None else STYLE_STRENGTH
         [out] = self._call(
-            pipe, ctx, ckpt, request, [seed], image=source.resize(size), strength=strength
-        )
+            "img2img", None, ctx, ckpt, request, [seed], size, image=source.resize(size),
+            strength=strength,
+        )  # fmt: skip
         rgba = resize(to_rgba(out), w, h)
         rgba[..., 3] = image[..., 3]
         return rgba

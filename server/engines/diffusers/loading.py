@@ -24,6 +24,8 @@ from typing import Any
 
 from brushlink.plugin.errors import EngineError, Unsupported
 
+from ..kit.model_files import PICKLE_SUFFIXES
+
 # diffusers, transformers and torch are imported inside the loading functions: listing models
 # only reads file headers, so a server starts without paying for those imports.
 
@@ -39,7 +41,6 @@ class _NoEmptyFp32Warning(logging.Filter):
 logging.getLogger("diffusers.models.modeling_utils").addFilter(_NoEmptyFp32Warning())
 
 CONFIGS = Path(__file__).parent / "configs"
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 
 # Keys that tell the families apart in the original (CompVis / Stability) layout.
 _SD1_TEXT = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"

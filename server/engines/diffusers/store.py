@@ -24,7 +24,8 @@ from typing import Any
 
 from brushlink.plugin.errors import BrushlinkError, EngineError, UnknownModel, Unsupported
 
-from .loading import PICKLE_SUFFIXES, Detected, detect_folder, detect_single_file, load_pipeline
+from ..kit import model_files
+from .loading import Detected, detect_folder, detect_single_file, load_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +41,11 @@ class Checkpoint:
 
 
 def checkpoint_dirs(model_roots: list[Path]) -> list[Path]:
-    """``<root>/checkpoints`` for each model root, plus roots given as plain checkpoint folders."""
-    found: list[Path] = []
-    for root in model_roots:
-        for candidate in (root / "checkpoints", root):
-            if candidate.is_dir() and candidate not in found:
-                found.append(candidate)
+    """The checkpoint folders of each model root (``checkpoints/``, A1111's
+    ``Stable-diffusion/``), plus roots given as plain checkpoint folders."""
+    found = model_files.folders(model_roots, "checkpoint")
+    found += [root for root in model_roots if root.is_dir() and root not in found]
     return found
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve(strict=True).relative_to(folder.resolve(strict=True))
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-_BAD_NAME = re.compile(r"[/\\\x00:]")
-
-
-def check_name(name: str) -> None:
-    """Refuse names that could point outside a model folder."""
-    if not name or name in (".", "..") or ".." in name or _BAD_NAME.search(name):
-        raise UnknownModel(
-            f"`{name[:80]}` is not a valid model name: a name is a file or folder name inside "
-            "a model folder, without slashes or `..`.",
-            field="model",
-        )
-    if name.startswith("."):
-        raise UnknownModel(f"`{name[:80]}` is not a valid model name.", field="model")
-
-
-def _folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*.safetensors") if p.is_file())
 
 
 class ModelFolders:
@@ -100,19 +72,20 @@ class ModelFolders:
         return self._cache[key]
 
     def _entry(self, folder: Path, path: Path) -> Checkpoint | None:
-        if not _inside(path, folder):
+        if not model_files.inside(path, folder) or path.name.startswith("."):
             return None
         if path.is_dir():
             if not (path / "model_index.json").is_file() or path.name.endswith(".config"):
                 return None
-            name, size = path.name, _folder_size(path)
+            name = path.name
         elif path.suffix.lower() == ".safetensors":
-            name, size = path.stem, path.stat().st_size
+            name = path.stem
         else:
             return None
         detected = self._probe(path)
         if detected is None:
             return None
+        size = model_files.ModelFile("checkpoint", name, path, folder).size_bytes
         return Checkpoint(name, path, detected, size)
 
     def list(self) -> list[Checkpoint]:
@@ -128,12 +101,12 @@ class ModelFolders:
 
     def resolve(self, name: str) -> Checkpoint:
         """The checkpoint called ``name``, or a clear error saying why there is none."""
-        check_name(name)
+        model_files.check_name(name)
         for folder in self.dirs:
             for candidate in (folder / name, folder / f"{name}.safetensors"):
                 if not (candidate.exists() or candidate.is_symlink()):
                     continue
-                if not _inside(candidate, folder):
+                if not model_files.inside(candidate, folder):
                     raise Unsupported(
                         f"`{name}` is a link that leads outside the model folder `{folder}`; "
                         "brushlink only loads models that live inside its model folders "
@@ -143,7 +116,7 @@ class ModelFolders:
                 entry = self._entry(folder, candidate)
                 if entry is not None:
                     return entry
-            for suffix in PICKLE_SUFFIXES:
+            for suffix in model_files.PICKLE_SUFFIXES:
                 pickled = folder / f"{name}{suffix}"
                 if pickled.exists():
                     raise Unsupported(
