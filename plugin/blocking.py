@@ -32,6 +32,7 @@ class BlockingClient:
         timeout: float | None = None,
         open_timeout: float = 10.0,
         reconnect: bool = True,
+        encodings: tuple[str, ...] = ("png",),
     ) -> None:
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
@@ -39,7 +40,9 @@ class BlockingClient:
             target=self._loop.run_forever, name="brushlink-client", daemon=True
         )
         self._thread.start()
-        self._client = Client(url, token, open_timeout=open_timeout, reconnect=reconnect)
+        self._client = Client(
+            url, token, open_timeout=open_timeout, reconnect=reconnect, encodings=encodings
+        )
         self._futures: dict[str, concurrent.futures.Future[Result]] = {}
 
     @property

@@ -26,10 +26,11 @@ from .errors import (
     ServerUnavailable,
     Unauthorized,
 )
-from .frames import HEADER_SIZE, decode_frame
+from .frames import HEADER_SIZE, decode_frame, image_size
 from .home import default_url, read_token
 from .jobs import JobTracker, is_final
 from .protocol import (
+    ENCODINGS_HEADER,
     Cancel,
     Cancelled,
     Collect,
@@ -42,7 +43,7 @@ from .protocol import (
     Welcome,
     decode_message,
 )
-from .request import Job
+from .request import Job, as_sent
 
 log = logging.getLogger("brushlink.client")
 
@@ -98,8 +99,12 @@ class Client:
         max_size: int = 64 * 2**20,
         reconnect: bool = True,
         max_reconnect_delay: float = 5.0,
+        encodings: tuple[str, ...] = ("png",),
     ) -> None:
+        """``encodings``: how this client can read result images, fastest first (``bgra8``,
+        ``rgba8``; ``png`` always works); the server picks one for the link."""
         self.url = url or default_url()
+        self.encodings = encodings
         self.token = token if token is not None else read_token()
         self.open_timeout = open_timeout
         self.max_size = max_size
@@ -125,7 +130,9 @@ class Client:
     # ------------------------------------------------------------------ connection
 
     async def _open(self) -> Welcome:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers = {ENCODINGS_HEADER: ", ".join(self.encodings)}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
             ws = await connect(
                 self.url,
@@ -290,10 +297,12 @@ class Client:
         limit = (self.welcome.limits if self.welcome else {}).get("max_message_bytes")
         if not limit:
             return
-        for slot, _, data in job.slots():
-            if len(data) + HEADER_SIZE > limit:
+        raw = tuple(self.welcome.encodings) if self.welcome else ()
+        for slot, _, image in job.slots():
+            size = image_size(as_sent(image, raw, limit))
+            if size + HEADER_SIZE > limit:
                 raise MessageTooBig(
-                    f"The `{slot}` image is {len(data) / 2**20:.1f} MiB; the server accepts "
+                    f"The `{slot}` image is {size / 2**20:.1f} MiB; the server accepts "
                     f"messages up to {limit / 2**20:.1f} MiB.",
                     field=slot,
                 )
@@ -302,7 +311,9 @@ class Client:
         submit = Submit(job_id=job.job_id, job=job.request, images=job.image_refs())
         # On a dropped connection the reconnect's collect or resubmit takes it from here.
         with contextlib.suppress(ConnectionClosed):
-            await self._send(submit.encode(), *job.frames())
+            raw = tuple(self.welcome.encodings) if self.welcome else ()
+            limit = self.welcome.limits.get("max_message_bytes") if self.welcome else None
+            await self._send(submit.encode(), *job.frames(raw, limit))
 
     async def _resubmit(self, job_id: str) -> None:
         handle = self._handles.get(job_id)

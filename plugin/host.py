@@ -155,6 +155,7 @@ class HostRunner:
         retry_for: float | None = 0.0,
         max_backoff: float = 5.0,
         on_wait: Callable[[str], None] | None = None,
+        encodings: tuple[str, ...] = ("png",),
     ) -> None:
         """``retry_for``: how long a job waits for an unreachable server (0: fail at once,
         None: until the runner is closed). ``on_wait`` hears what it is waiting for."""
@@ -166,6 +167,7 @@ class HostRunner:
         self.retry_for = retry_for
         self.max_backoff = max_backoff
         self._on_wait = on_wait
+        self.encodings = encodings  # how this host reads result images, fastest first
         self._client: BlockingClient | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -181,7 +183,9 @@ class HostRunner:
         with self._lock:
             if self._client is None:
                 token = self.token if self.token is not None else read_token(self._home)
-                client = BlockingClient(self.url, token, open_timeout=self.open_timeout)
+                client = BlockingClient(
+                    self.url, token, open_timeout=self.open_timeout, encodings=self.encodings
+                )
                 try:
                     client.connect()
                 except BaseException:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .frames import BinaryFrame
+from .frames import BinaryFrame, Image
 from .protocol import (
     FINAL_EVENTS,
     Accepted,
@@ -45,7 +45,7 @@ class TrackedJob:
     job_id: str
     state: JobState = JobState.SUBMITTED
     final: JobEvent | None = None
-    frames: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    frames: dict[tuple[str, int], Image] = field(default_factory=dict)
     last_progress: tuple[int, int] = (0, 0)
 
 
@@ -65,7 +65,7 @@ class JobTracker:
     def receive_binary(self, frame: BinaryFrame) -> None:
         job = self.jobs.get(frame.job_id)
         if job is not None and job.state is not JobState.DONE:
-            job.frames[(frame.slot, frame.index)] = frame.payload
+            job.frames[(frame.slot, frame.index)] = frame.image()
 
     def receive(self, event: JobEvent) -> JobEvent | None:
         """Apply a server event; returns it (with images attached) or None if it is stale."""

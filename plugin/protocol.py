@@ -16,11 +16,14 @@ from typing import Any, ClassVar
 from . import codec
 from .capabilities import AddonCard, ModelCard
 from .errors import BrushlinkError, InvalidField, InvalidJSON, UnknownMessage
+from .frames import Image
 from .request import ImageRef, Request
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 PATH = "/v1"
 DEFAULT_PORT = 7437
+# The handshake header in which a client lists the image encodings it reads, fastest first.
+ENCODINGS_HEADER = "Brushlink-Encodings"
 
 
 # --------------------------------------------------------------------------- base
@@ -131,6 +134,8 @@ class Welcome(Message):
     limits: dict[str, int] = field(default_factory=dict)
     server: str = "brushlink"
     addons: list[AddonCard] = field(default_factory=list)  # LoRAs, ControlNets, VAEs, ...
+    encoding: str = "png"  # how this connection's result images come (frames.ENCODINGS)
+    encodings: list[str] = field(default_factory=list)  # raw layouts it takes in uploads
 
 
 @dataclass
@@ -200,7 +205,7 @@ class Preview(JobEvent):
     direction: ClassVar[str] = "server->client"
     step: int = 0
     total: int = 0
-    image: bytes | None = field(default=None, repr=False, metadata=codec.wire(False))
+    image: Image | None = field(default=None, repr=False, metadata=codec.wire(False))
 
 
 @dataclass
@@ -210,7 +215,8 @@ class ResultImage:
     height: int
     seed: int | None = None
     score: float | None = None  # CLIP score when ranked
-    data: bytes | None = field(default=None, repr=False, metadata=codec.wire(False))  # a PNG
+    # a PNG file, or raw pixels when the link carries them (Welcome.encoding)
+    data: Image | None = field(default=None, repr=False, metadata=codec.wire(False))
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import codec
-from .frames import encode_frame
+from .frames import Image, Pixels, encode_frame, image_size, to_png
 
 KINDS = ("generate", "inpaint", "style", "rank", "upscale")
 TILE_MODES = ("none", "x", "y", "xy")
@@ -130,19 +130,21 @@ class ImageRef:
 class Job:
     """A request and the images that travel with it, under the id the client chose.
 
-    Images are PNG files (any PNG: 8 or 16 bit, grey, RGB, RGBA). The mask is white (or opaque,
-    when it has transparency) where the picture is to change; grey values make it soft.
+    Images are PNG files (any PNG: 8 or 16 bit, grey, RGB, RGBA) or raw ``Pixels``, which the
+    client sends as they are where the server takes them (a loopback link) and as PNG
+    elsewhere. The mask is white (or opaque, when it has transparency) where the picture is to
+    change; grey values make it soft.
     """
 
     request: Request
-    image: bytes | None = None  # the canvas crop or source image
-    mask: bytes | None = None
-    reference: bytes | None = None  # style reference
-    inputs: list[bytes] = field(default_factory=list)  # images to rank
-    controls: list[bytes] = field(default_factory=list)  # the request's controls' pictures
+    image: Image | None = None  # the canvas crop or source image
+    mask: Image | None = None
+    reference: Image | None = None  # style reference
+    inputs: list[Image] = field(default_factory=list)  # images to rank
+    controls: list[Image] = field(default_factory=list)  # the request's controls' pictures
     job_id: str = field(default_factory=new_job_id)
 
-    def slots(self) -> list[tuple[str, int, bytes]]:
+    def slots(self) -> list[tuple[str, int, Image]]:
         """(slot, index, bytes) of every image, in the order the frames are sent."""
         found = [
             (slot, 0, data)
@@ -160,6 +162,19 @@ class Job:
     def image_refs(self) -> list[ImageRef]:
         return [ImageRef(slot, index) for slot, index, _ in self.slots()]
 
-    def frames(self) -> list[bytes]:
-        """The binary frames that follow the submit message, in order."""
-        return [encode_frame(self.job_id, slot, index, data) for slot, index, data in self.slots()]
+    def frames(self, raw: tuple[str, ...] = (), limit: int | None = None) -> list[bytes]:
+        """The binary frames that follow the submit message, in order. Raw pixels travel as
+        they are when their layout is in ``raw`` (what the server takes on this link) and they
+        fit in ``limit`` bytes, as PNG otherwise."""
+        return [
+            encode_frame(self.job_id, slot, index, as_sent(image, raw, limit))
+            for slot, index, image in self.slots()
+        ]
+
+
+def as_sent(image: Image, raw: tuple[str, ...], limit: int | None = None) -> Image:
+    """``image`` as it may travel: raw pixels the link does not take become a PNG file."""
+    fits = isinstance(image, Pixels) and (limit is None or image_size(image) + 64 <= limit)
+    if isinstance(image, Pixels) and image.layout in raw and fits:
+        return image
+    return to_png(image)

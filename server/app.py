@@ -48,6 +48,7 @@ from brushlink.plugin.protocol import (
 from .auth import HandshakePolicy
 from .config import ServerConfig
 from .engines.registry import EngineRegistry
+from .images import transcode
 from .jobs import JobBook, JobRecord
 from .scheduler import Scheduler
 from .transport import Connection, process_request
@@ -111,7 +112,7 @@ class App:
 
         self._rescan = asyncio.get_running_loop().create_task(rescan())
 
-    def welcome(self) -> Welcome:
+    def welcome(self, encoding: str = "png", encodings: list[str] | None = None) -> Welcome:
         models = self.registry.models()
         kinds = sorted({k for m in models for k in m.kinds})
         return Welcome(
@@ -120,6 +121,8 @@ class App:
             models=models,
             limits=self.config.limits.to_wire(),
             addons=self.registry.addons(),
+            encoding=encoding,
+            encodings=list(encodings or []),
         )
 
     # ------------------------------------------------------------------ submit
@@ -161,6 +164,7 @@ class App:
             owner=conn.send,
             owner_id=conn.id,
             expected=expected,
+            encoding=conn.encoding,
         )
         self.book.add(record)
         if not expected:
@@ -191,7 +195,13 @@ class App:
             )
             return
         record.expected.discard(key)
-        record.frames[key] = frame.payload
+        try:
+            record.frames[key] = frame.image()
+        except BrushlinkError as err:
+            self.book.remove(record.job_id)
+            self.refuse(record.job_id)
+            conn.send_error(err, record.job_id)
+            return
         if not record.expected:
             await self._complete(record)
 
@@ -254,7 +264,7 @@ class App:
         record.owner = conn.send
         record.owner_id = conn.id
         if record.final_frames is not None:
-            conn.send(record.final_frames)
+            conn.send(transcode(record.final_frames, conn.encoding))
             return True
         if record.state is JobState.SUBMITTED:
             return True  # its answer follows once its images are decoded

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from brushlink.plugin.capabilities import ModelCard
+from brushlink.plugin.frames import Image
 from brushlink.plugin.jobs import JobState
 from brushlink.plugin.protocol import FINAL_EVENTS, JobEvent
 from brushlink.plugin.request import Request
@@ -38,7 +39,7 @@ class JobRecord:
     owner: Sink | None
     owner_id: int
     expected: set[tuple[str, int]] = field(default_factory=set)  # image frames still to come
-    frames: dict[tuple[str, int], bytes] = field(default_factory=dict)  # arrived so far
+    frames: dict[tuple[str, int], Image] = field(default_factory=dict)  # arrived so far
     work: EngineJob | None = None  # the decoded job, while it waits and runs
     arrived: float = field(default_factory=time.monotonic)
     state: JobState = JobState.SUBMITTED
@@ -47,6 +48,7 @@ class JobRecord:
     finished_at: float | None = None
     last_progress: tuple[int, int] = (0, 0)
     decode_s: float = 0.0  # time spent checking and decoding the request's images
+    encoding: str = "png"  # how its result images travel (the submitting link's choice)
 
     @property
     def priority(self) -> int:

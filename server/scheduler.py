@@ -31,7 +31,7 @@ from brushlink.plugin.protocol import (
 )
 
 from .engines.base import EngineResult, JobCancelled, JobContext
-from .images import encode_rgba
+from .images import encode_image, encode_rgba
 from .jobs import JobRecord
 
 log = logging.getLogger("brushlink.scheduler")
@@ -131,7 +131,7 @@ class Scheduler:
             result = record.engine.run(job, ctx)
             run_s = time.monotonic() - started
             frames = [
-                encode_frame(record.job_id, "result", i, encode_rgba(out.image))
+                encode_frame(record.job_id, "result", i, encode_image(out.image, record.encoding))
                 for i, out in enumerate(result.images)
             ]
             return result, frames, run_s

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 from typing import Protocol
@@ -22,6 +23,7 @@ from websockets.http11 import Request, Response
 from brushlink.plugin.errors import BrushlinkError, InternalError, UnknownJob
 from brushlink.plugin.frames import BinaryFrame, decode_frame
 from brushlink.plugin.protocol import (
+    ENCODINGS_HEADER,
     PATH,
     Cancel,
     Collect,
@@ -47,7 +49,7 @@ class Service(Protocol):
 
     policy: HandshakePolicy
 
-    def welcome(self) -> Welcome: ...
+    def welcome(self, encoding: str, encodings: list[str]) -> Welcome: ...
     def rescan_models_if_stale(self) -> None: ...
     async def submit(self, conn: Connection, submit: Submit) -> None: ...
     async def receive_frame(self, conn: Connection, frame: BinaryFrame) -> None: ...
@@ -66,6 +68,7 @@ class Connection:
         self.outgoing: asyncio.Queue[list[str | bytes] | None] = asyncio.Queue()
         self.queued_bytes = 0
         self.closed = False
+        self.encoding, self.encodings = negotiate(ws)
 
     def send(self, frames: list[str | bytes]) -> None:
         """Queue frames for the writer; safe to call from the event loop at any time."""
@@ -112,7 +115,7 @@ class Connection:
     async def serve(self) -> None:
         writer = asyncio.create_task(self._writer())
         try:
-            self.send([self.app.welcome().encode()])
+            self.send([self.app.welcome(self.encoding, self.encodings).encode()])
             self.app.rescan_models_if_stale()  # for the next client; this one has its welcome
             async for raw in self.ws:
                 try:
@@ -156,6 +159,24 @@ class Connection:
                     {"code": "unknown_message", "message": f"`{message.type}` is server->client."}
                 )
             )
+
+
+RAW_LAYOUTS = ["rgba8", "bgra8", "gray8"]
+
+
+def negotiate(ws: ServerConnection) -> tuple[str, list[str]]:
+    """How this connection's images travel: raw pixels on a loopback link, where a memory copy
+    beats compressing (the first raw layout the client lists; it may send any raw layout), PNG
+    on any other link."""
+    try:
+        local = ipaddress.ip_address(ws.remote_address[0]).is_loopback
+    except (TypeError, ValueError, IndexError):
+        local = False
+    if not local:
+        return "png", []
+    offered = ws.request.headers.get(ENCODINGS_HEADER, "") if ws.request else ""
+    wanted = [e.strip() for e in offered.split(",")]
+    return next((e for e in wanted if e in RAW_LAYOUTS or e == "png"), "png"), list(RAW_LAYOUTS)
 
 
 def process_request(app: Service):

@@ -22,7 +22,7 @@ from brushlink.plugin.errors import (
     UnknownModel,
     Unsupported,
 )
-from brushlink.plugin.frames import REQUEST_SLOTS
+from brushlink.plugin.frames import REQUEST_SLOTS, Image
 from brushlink.plugin.request import KINDS, TILE_MODES, ImageRef, Request
 
 from .config import Limits
@@ -264,7 +264,7 @@ def decode_images(
     engine: Engine,
     request: Request,
     card: ModelCard,
-    frames: dict[tuple[str, int], bytes],
+    frames: dict[tuple[str, int], Image],
     job_id: str,
     seed: int,
     limits: Limits,

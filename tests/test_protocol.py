@@ -237,3 +237,32 @@ def test_fuzzed_messages_decode_or_fail_cleanly(kind: str, body: dict) -> None:
 def test_fuzzed_binary_frames_fail_cleanly(data: bytes) -> None:
     with contextlib.suppress(BrushlinkError):
         decode_frame(data)
+
+
+def test_raw_pixels_travel_in_frames_and_swap_channels_exactly() -> None:
+    from brushlink.plugin.frames import Pixels, to_png
+    from brushlink.plugin.png import decode_rgba
+
+    job_id = str(uuid.uuid4())
+    bgra = Pixels(2, 1, bytes([10, 20, 30, 255, 1, 2, 3, 128]), "bgra8")
+    frame = decode_frame(encode_frame(job_id, "image", 0, bgra))
+    assert frame.encoding == "bgra8" and frame.image() == bgra
+    assert bgra.rgba().data == bytes([30, 20, 10, 255, 3, 2, 1, 128])
+    assert bgra.rgba().bgra() == bgra
+    assert decode_rgba(to_png(bgra)) == (2, 1, bgra.rgba().data)
+    with pytest.raises(errors.InvalidImage):
+        Pixels(2, 2, b"\x00" * 15, "rgba8")  # a pixel short
+    bad = encode_frame(job_id, "image", 0, bgra)[:-1]
+    with pytest.raises(errors.InvalidImage):
+        decode_frame(bad).image()
+
+
+def test_a_job_sends_raw_pixels_only_where_the_link_takes_them() -> None:
+    from brushlink.plugin.frames import Pixels
+
+    pixels = Pixels(4, 4, bytes(64), "bgra8")
+    job = Job(Request(kind="style", style="sketch"), image=pixels)
+    [local] = map(decode_frame, job.frames(raw=("bgra8",)))
+    [remote] = map(decode_frame, job.frames(raw=()))
+    [too_big] = map(decode_frame, job.frames(raw=("bgra8",), limit=64))
+    assert local.encoding == "bgra8" and remote.encoding == too_big.encoding == "png"

@@ -326,3 +326,45 @@ def test_submit_to_a_server_that_is_not_there_fails_clearly() -> None:
 
     with pytest.raises(ServerUnavailable, match="cannot be reached"):
         _run(main())
+
+
+def test_a_loopback_client_gets_raw_pixels_in_its_own_order_and_may_send_them(
+    server, chelsea
+) -> None:
+    from brushlink.plugin.frames import Pixels
+
+    height, width = chelsea.shape[:2]
+    bgra = Pixels(width, height, cv2.cvtColor(chelsea, cv2.COLOR_RGBA2BGRA).tobytes(), "bgra8")
+
+    async def main(encodings: tuple[str, ...], image: bytes | Pixels):
+        async with Client(server.url, server.token, encodings=encodings) as client:
+            assert client.welcome is not None
+            seen = (client.welcome.encoding, client.welcome.encodings)
+            result = await client.run(Job(Request(kind="style", style="sketch"), image=image))
+            return seen, result.images[0].data
+
+    (png_link, png_out) = _run(main(("png",), _png(chelsea)))
+    (raw_link, raw_out) = _run(main(("bgra8", "png"), bgra))
+    assert png_link == ("png", ["rgba8", "bgra8", "gray8"])  # loopback: raw uploads welcome
+    assert raw_link[0] == "bgra8"
+    assert isinstance(raw_out, Pixels) and raw_out.layout == "bgra8"
+    # the same picture either way: the raw upload decoded as the PNG did, and back
+    expected = cv2.cvtColor(decode_rgba(png_out, "r"), cv2.COLOR_RGBA2BGRA)
+    assert raw_out.data == expected.tobytes()
+
+
+def test_only_a_loopback_link_is_offered_raw_pixels() -> None:
+    from types import SimpleNamespace
+
+    from brushlink.server.transport import negotiate
+
+    def ws(address: str, offered: str):
+        return SimpleNamespace(
+            remote_address=(address, 50000),
+            request=SimpleNamespace(headers={"Brushlink-Encodings": offered}),
+        )
+
+    assert negotiate(ws("127.0.0.1", "bgra8, png")) == ("bgra8", ["rgba8", "bgra8", "gray8"])
+    assert negotiate(ws("::1", "rgba8"))[0] == "rgba8"
+    assert negotiate(ws("127.0.0.1", "webp, png")) == ("png", ["rgba8", "bgra8", "gray8"])
+    assert negotiate(ws("192.168.1.20", "bgra8, png")) == ("png", [])  # a remote link: PNG

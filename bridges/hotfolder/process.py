@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from brushlink.plugin.errors import BrushlinkError, InvalidField
+from brushlink.plugin.frames import to_png
 from brushlink.plugin.protocol import Result, ResultImage
 from brushlink.plugin.request import Job
 
@@ -187,7 +188,7 @@ class Processor:
                 name = f"{out_stem}{job.label}{suffix}.{recipe.format}"
                 write_atomic(
                     outdir / name,
-                    encode_output(image.data or b"", recipe.format, recipe.quality),
+                    encode_output(to_png(image.data or b""), recipe.format, recipe.quality),
                     mode,
                 )
                 written.append(name)
@@ -308,7 +309,7 @@ def _ranked_copies(job: Job, result: Result) -> list[ResultImage]:
     scores = {item.get("index"): item.get("score") for item in result.metadata.get("ranking", [])}
     copies = []
     for index, png in enumerate(job.inputs):
-        width, height = image_size(png)
+        width, height = image_size(to_png(png))
         copies.append(ResultImage(index, width, height, score=scores.get(index), data=png))
     return copies
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from brushlink.plugin.blocking import BlockingClient
 from brushlink.plugin.errors import BrushlinkError, ServerUnavailable
+from brushlink.plugin.frames import to_png
 from brushlink.plugin.home import default_url, read_token
 from brushlink.plugin.protocol import Message, Preview, Progress, Result
 from brushlink.plugin.request import Job, Request
@@ -203,7 +204,7 @@ def _report(args: argparse.Namespace, result: Result) -> int:
         return 0
     for k, image in enumerate(result.images):
         out = args.output if k == 0 else args.output.with_name(f"{args.output.stem}-{k}.png")
-        write_atomic(out, image.data or b"")
+        write_atomic(out, to_png(image.data or b""))
         score = f"  score {image.score:.4f}" if image.score is not None else ""
         print(f"{out}  seed {image.seed}{score}")
     return 0
