@@ -10,7 +10,7 @@ from .base import Engine
 
 # When a request names no model, the first model of the first engine here that serves the kind
 # is used: trained models before weight-free fallbacks.
-DEFAULT_PREFERENCE = ("diffusers", "builtin", "fill", "filters", "rank")
+DEFAULT_PREFERENCE = ("diffusers", "builtin", "fill", "filters", "rank", "upscale")
 
 
 class EngineRegistry:
