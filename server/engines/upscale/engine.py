@@ -13,9 +13,9 @@ Steps of one job:
 
     1. upscale the RGB in overlapping tiles (``tiles.py``; ``options.tile`` and ``overlap`` for
        the networks), one progress step per tile. A network whose factor is larger than the one
-       asked for runs once and each tile is box-filtered down (``INTER_AREA``), as A1111 does;
-       one whose factor is smaller runs again on its own output (a x2 network asked for x4
-       runs twice). The alpha channel is upscaled on its own with plain Lanczos.
+       asked for runs once and each tile is box-filtered down (``INTER_AREA``; A1111 too
+       runs the network, then resizes); one whose factor is smaller runs again on its own
+       output (a x2 network asked for x4 runs twice, as A1111 repeats it). The alpha channel is upscaled on its own with plain Lanczos.
     2. with ``upscale.refine``: redraw the result tile by tile with that checkpoint
        (``refine.py``), one progress step per sampling step of each tile.
 

@@ -97,8 +97,8 @@ def upscale_alpha(alpha: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def downsize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Down to an exact size with a box filter (``INTER_AREA``), as A1111 does after a model
-    whose factor is larger than the one asked for."""
+    """Down to an exact size with a box filter (``INTER_AREA``): after a network whose factor
+    is larger than the one asked for."""
     if rgb.shape[1] == width and rgb.shape[0] == height:
         return rgb
     return resize(rgb, width, height, cv2.INTER_AREA)
