@@ -119,7 +119,10 @@ class UpscaleEngine(Engine):
             if entry.name == WEIGHT_FREE:
                 log.warning("%s is hidden by the weight-free model of its name", entry.path)
                 continue
-            key = (entry.path, entry.path.stat().st_mtime_ns)
+            try:
+                key = (entry.path, entry.path.stat().st_mtime_ns)
+            except OSError:  # removed since the folder was read
+                continue
             if key not in self._probed:
                 self._probed[key] = esrgan.probe(entry)
             upscaler = self._probed[key]

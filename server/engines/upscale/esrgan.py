@@ -69,7 +69,7 @@ def detect(header: dict[str, Any]) -> tuple[int, str]:
         "model.1.sub.0.RDB1.conv1.0.weight" in keys or "model.1.sub.0.RDB1.conv1x1.weight" in keys
     ):
         length = 1 + max(int(m.group(1)) for k in keys if (m := _OLD_SEQ.match(k)))
-        scale = 2 ** ((length - 5) // 3)
+        scale = 2 ** max(0, (length - 5) // 3)
         plus = "model.1.sub.0.RDB1.conv1x1.weight" in keys
         in_nc = _shape(header, "model.0.weight")[1]
         out_nc = _shape(header, f"model.{length - 1}.weight")[0]
@@ -103,7 +103,7 @@ def probe(entry: ModelFile) -> Upscaler | None:
     """The upscaler in a listed file, or None (logged) when the file holds something else."""
     try:
         scale, layout = detect(read_header(entry.path))
-    except (Unsupported, ValueError) as exc:
+    except (Unsupported, ValueError, KeyError, TypeError) as exc:  # one odd file: not listed
         log.info("%s is not listed as an upscaler: %s", entry.path, exc)
         return None
     return Upscaler(entry.name, entry.path, scale, layout, entry.size_bytes)
