@@ -97,6 +97,35 @@ def test_the_tiny_esrgan_has_real_esrgans_layout_and_spandrel_reads_its_factor(m
         assert detect(read_header(file)) == (scale, "Real-ESRGAN")
 
 
+def test_every_esrgan_layout_spandrel_reads_is_detected_from_names_and_shapes() -> None:
+    from spandrel.architectures.ESRGAN import ESRGAN, ESRGANArch
+
+    def header(state: dict) -> dict:
+        return {k: {"dtype": "F32", "shape": list(v.shape)} for k, v in state.items()}
+
+    for scale in (1, 2, 4, 8):  # the original layout (model.N...), and ESRGAN+
+        for plus in (False, True):
+            state = ESRGAN(num_filters=8, num_blocks=1, scale=scale, plus=plus).state_dict()
+            assert ESRGANArch().load(state).scale == scale
+            if scale == 1:  # a restoration model: not an upscaler
+                with pytest.raises(ValueError, match="restoration"):
+                    detect(header(state))
+            else:
+                assert detect(header(state)) == (scale, "ESRGAN+" if plus else "ESRGAN")
+    renames = (("conv_body", "trunk_conv"), ("body.", "RRDB_trunk."), (".rdb", ".RDB"),
+               ("conv_up", "upconv"), ("conv_hr", "HRconv"))  # fmt: skip
+    state = {}
+    for key, value in build_tiny_esrgan(4).state_dict().items():
+        for old, new in renames:
+            key = key.replace(old, new)
+        state[key] = value
+    assert ESRGANArch().load(state).scale == 4
+    assert detect(header(state)) == (4, "BSRGAN/RealSR")
+    grey = ESRGAN(in_nc=1, out_nc=1, num_filters=8, num_blocks=1).state_dict()
+    with pytest.raises(ValueError, match="RGB"):
+        detect(header(grey))
+
+
 def test_models_are_listed_from_headers_weight_free_first(engine, models, monkeypatch) -> None:
     import safetensors.torch
 
