@@ -10,6 +10,7 @@ BENCHES = {
     "weight-free": "brushlink.server.benchmarks.weight_free",
     "pipeline": "brushlink.server.benchmarks.pipeline",
     "builtin": "brushlink.server.benchmarks.builtin_quality",
+    "upscale": "brushlink.server.benchmarks.upscale_quality",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,11 @@ class ProgressBar:
             self._bar = None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, build: Callable[[argparse.Namespace], Job] = build_job) -> int:
+    """Build the job from the arguments (``build``: other job commands pass their own), run
+    it, write or print what comes back; the exit code."""
     try:
-        job = build_job(args)
+        job = build(args)
     except (BrushlinkError, OSError, argparse.ArgumentTypeError) as err:
         print(f"brushlink: {err}", file=sys.stderr)
         return 2
