@@ -115,6 +115,38 @@ def test_one_job_id_from_two_connections_while_decoding_runs_once(server) -> Non
     assert answers[1] == answers[0]  # one run: a second one would have its own timings
 
 
+def test_a_second_connection_s_frames_complete_a_job_whose_first_sender_left(server) -> None:
+    """The first connection sends the header and leaves; the second, submitting the same
+    request, sends the image. The job runs from it. A third connection that only collected the
+    job gets the same answer."""
+    job_id = str(uuid.uuid4())
+    images = [("image", 0, _small_png(48))]
+    with open_ws(server) as second, open_ws(server) as third:
+        with open_ws(server) as first:
+            send_submit(first, job_id, SKETCH, images, frames=False)
+            assert ping(first) == []
+            send_submit(second, job_id, SKETCH, images, frames=False)
+            third.send(json.dumps({"type": "collect", "job_ids": [job_id]}))
+            assert ping(second) == [] and ping(third) == []  # attached, nothing decoded yet
+        send_frames(second, job_id, images)
+        answers = [final_text(second, job_id), final_text(third, job_id)]
+    assert json.loads(answers[0])["type"] == "result" and answers[1] == answers[0]
+
+
+def test_a_job_whose_images_can_no_longer_arrive_is_unknown_to_those_attached(server) -> None:
+    """Only its submitter sends its images; when that connection closes half-way, a connection
+    that collected the job hears `unknown_job` (a client then submits it again)."""
+    job_id = str(uuid.uuid4())
+    with open_ws(server) as watcher:
+        with open_ws(server) as sender:
+            send_submit(sender, job_id, SKETCH, [("image", 0, _small_png())], frames=False)
+            assert ping(sender) == []
+            watcher.send(json.dumps({"type": "collect", "job_ids": [job_id]}))
+            assert ping(watcher) == []
+        answer = json.loads(final_text(watcher, job_id, timeout=30))
+    assert (answer["type"], answer["code"]) == ("failed", "unknown_job")
+
+
 # --------------------------------------------------------------------------- early cancel
 
 
