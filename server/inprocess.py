@@ -21,6 +21,7 @@ class LocalServer:
         self.config = replace(config, host="127.0.0.1", port=0)
         self.token = new_token()
         self.url = ""
+        self.app: App | None = None  # once started: the application, for a look at its job book
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -33,6 +34,7 @@ class LocalServer:
             self._stop = asyncio.Event()
             device = pick_device(self.config.device)
             app = App(self.config, build_registry(self.config, device), self.token, device)
+            self.app = app
 
             def ready(url: str) -> None:
                 self.url = url

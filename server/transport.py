@@ -71,11 +71,15 @@ class Connection:
         self.encoding, self.encodings = negotiate(ws)
 
     def send(self, frames: list[str | bytes]) -> None:
-        """Queue frames for the writer; safe to call from the event loop at any time."""
+        """Queue frames for the writer; safe to call from the event loop at any time.
+
+        Frames that find nothing waiting are always queued, however large (a result may be
+        larger than ``max_outgoing_bytes`` on its own, and a client that reads must get it);
+        frames that would pile up past the limit behind others drop the connection."""
         if self.closed:
             return
         size = sum(len(f) for f in frames)
-        if self.queued_bytes + size > self.limits.max_outgoing_bytes:
+        if self.queued_bytes and self.queued_bytes + size > self.limits.max_outgoing_bytes:
             log.warning(
                 "dropping connection %d: %d bytes wait for a client that does not read",
                 self.id,
