@@ -12,19 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from fixtures.engine_jobs import engine_job, untouched
-from fixtures.tiny_controlnet import (
-    build_tiny_controlnet,
-    save_controlnet_folder,
-    save_controlnet_single_file,
-)
-from fixtures.tiny_guided import (
-    build_tiny_vae,
-    save_embedding_a1111,
-    save_kohya_lora,
-    save_peft_lora,
-    save_vae_single_file,
-)
-from fixtures.tiny_sd import build_tiny_pipeline, build_tiny_sdxl_pipeline, save_single_file
+from fixtures.guided_models import comfy_models
 
 from brushlink.plugin.errors import UnknownModel, Unsupported
 from brushlink.plugin.request import Control, LoraRef, Request
@@ -36,22 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ComfyUI models/ folder: checkpoints, loras, controlnet, embeddings, vae."""
-    root = tmp_path_factory.mktemp("comfy") / "models"
-    sd1, xl = build_tiny_pipeline(seed=1), build_tiny_sdxl_pipeline(seed=1)
-    save_single_file(sd1, root / "checkpoints" / "tiny.safetensors")
-    save_single_file(xl, root / "checkpoints" / "xl.safetensors")
-    save_kohya_lora(sd1, root / "loras" / "style.safetensors", seed=1)
-    save_kohya_lora(sd1, root / "loras" / "grain.safetensors", seed=2)
-    save_peft_lora(sd1, root / "loras" / "peft-style.safetensors", seed=3)
-    save_kohya_lora(xl, root / "loras" / "xl-style.safetensors", seed=4)
-    save_controlnet_single_file(
-        build_tiny_controlnet(sd1, seed=1), root / "controlnet" / "edges.safetensors"
-    )
-    save_controlnet_folder(build_tiny_controlnet(sd1, seed=2), root / "controlnet" / "depth")
-    save_embedding_a1111(sd1, root / "embeddings" / "shiny.safetensors", seed=5)
-    save_vae_single_file(build_tiny_vae(seed=6), root / "vae" / "other.safetensors")
-    return root
+    return comfy_models(tmp_path_factory.mktemp("comfy") / "models")
 
 
 @pytest.fixture(scope="module")
