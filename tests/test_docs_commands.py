@@ -157,10 +157,66 @@ def _save(image: np.ndarray, path: Path, width: int = 96) -> Path:
     return path
 
 
+# Models the guided-generation examples name, stood in for by tiny ones in the published layouts.
+GUIDED_NAMES = {
+    "checkpoints/tiny.safetensors": "checkpoints/dreamshaper_8.safetensors",
+    "checkpoints/tiny.config": "checkpoints/dreamshaper_8.config",
+    "loras/style.safetensors": "loras/pixel-art.safetensors",
+    "loras/grain.safetensors": "loras/film-grain.safetensors",
+    "controlnet/edges.safetensors": "controlnet/canny-sd15.safetensors",
+    "controlnet/edges.config": "controlnet/canny-sd15.config",
+    "controlnet/depth": "controlnet/depth-sd15",
+    "vae/other.safetensors": "vae/vae-ft-mse.safetensors",
+    "vae/other.config": "vae/vae-ft-mse.config",
+}
+GUIDED_FLAGS = ("--lora", "--control", "--vae", "--model")
+
+
+@pytest.fixture(scope="module")
+def guided_server(tmp_path_factory: pytest.TempPathFactory):
+    """A server whose models folder holds the checkpoint, LoRAs, ControlNets and VAE the
+    guided-generation examples name (tiny stand-ins, loaded through the real loaders)."""
+    from conftest import ServerProcess
+    from fixtures.guided_models import comfy_models
+
+    models = comfy_models(tmp_path_factory.mktemp("docs-models") / "models")
+    for old, new in GUIDED_NAMES.items():
+        (models / old).rename(models / new)
+    for extra in ("checkpoints/xl.safetensors", "checkpoints/xl.config"):
+        path = models / extra
+        if path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    proc = ServerProcess(home=tmp_path_factory.mktemp("docs-home"), args=["--models", str(models)])
+    yield proc.start()
+    proc.stop()
+
+
+def _guided(argv: list[str]) -> bool:
+    """Whether a command needs a checkpoint (it names add-ons, or a model the bare install
+    lacks)."""
+    named = argv[argv.index("--model") + 1] if "--model" in argv else None
+    return any(f in argv for f in GUIDED_FLAGS[:3]) or named not in (
+        None,
+        "builtin",
+        "fill",
+        "filters",
+    )
+
+
 @pytest.fixture
-def desk(tmp_path: Path, server, coffee, astronaut, chelsea) -> tuple[Path, dict[str, str]]:
+def desk(
+    request, tmp_path: Path, server, coffee, astronaut, chelsea
+) -> tuple[Path, dict[str, str]]:
     """A working folder holding the documented inputs, and an environment whose
-    BRUSHLINK_HOME leads to the test server and whose HOME is the folder (for `~/...`)."""
+    BRUSHLINK_HOME leads to the test server (the one with checkpoints for guided examples) and
+    whose HOME is the folder (for `~/...`)."""
+    shown = request.node.callspec.params["shown"]
+    if _guided(list(shown.argv)):
+        server = request.getfixturevalue("guided_server")
     home = tmp_path / "brushlink-home"
     home.mkdir()
     (home / "config.toml").write_text(f"[server]\nport = {server.port}\n")
@@ -174,6 +230,8 @@ def desk(tmp_path: Path, server, coffee, astronaut, chelsea) -> tuple[Path, dict
     _save(chelsea, tmp_path / "sunset.jpg")
     for name, image in zip("abc", (coffee, astronaut, chelsea), strict=True):
         _save(image, tmp_path / f"{name}.png", 64)
+    _save(astronaut, tmp_path / "sketch.png", 64)  # control pictures
+    _save(chelsea, tmp_path / "depth.png", 96)
     env = {**os.environ, "BRUSHLINK_HOME": str(home), "HOME": str(tmp_path)}
     env.pop("XDG_DATA_HOME", None)
     return tmp_path, env
