@@ -7,7 +7,7 @@ device = "auto"                 # auto | cpu | cuda | mps
 allowed_origins = []            # browser origins allowed to connect, e.g. "https://example.org"
 allowed_hosts = []              # extra Host header names accepted (besides the bound address)
 result_ttl_s = 900              # finished results stay collectable this long
-sdapi = "7860"                  # also serve the A1111 web-UI API: "[HOST:]PORT" (off when unset)
+# sdapi = "7860"                # also serve the A1111 web-UI API: "[HOST:]PORT" (off when unset)
 
 [limits]
 max_message_bytes = 67108864
@@ -74,6 +74,14 @@ class ServerConfig:
         """Where the A1111 API listens (the websocket's host unless the setting names one)."""
         return None if self.sdapi is None else parse_address(self.sdapi, self.host)
 
+    @property
+    def models_root(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def all_model_dirs(self) -> list[Path]:
+        return [self.models_root, *self.models_dirs]
+
 
 def parse_address(text: str, default_host: str) -> tuple[str, int]:
     """``PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); port 0 picks a free one."""
@@ -91,14 +99,6 @@ def parse_address(text: str, default_host: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise ValueError(f"the port must be 0..65535, not {number}")
     return host or default_host, number
-
-    @property
-    def models_root(self) -> Path:
-        return self.home / "models"
-
-    @property
-    def all_model_dirs(self) -> list[Path]:
-        return [self.models_root, *self.models_dirs]
 
 
 def load_config(home: Path | None = None, **overrides: Any) -> ServerConfig:

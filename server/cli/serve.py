@@ -65,6 +65,7 @@ def setup_logging(home: Path, level: str) -> None:
         handlers=handlers,
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
 
 
 def run(args: argparse.Namespace) -> int:
