@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, ImageContent, TextContent
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 from pydantic import Field
 
 from brushlink.plugin.errors import BrushlinkError, InvalidField
@@ -61,7 +61,7 @@ def build_server(backend: Backend, welcome: Welcome) -> MCPServer[Any]:
                     structured_content={"ranking": ranking},
                 )
             saved = backend.save(kind, job, result)
-            content: list[ImageContent | TextContent] = [
+            content: list[ContentBlock] = [
                 ImageContent(
                     type="image", data=base64.b64encode(s.png).decode(), mime_type="image/png"
                 )

@@ -19,7 +19,6 @@ import numpy as np
 
 from brushlink.plugin.capabilities import ModelCard
 from brushlink.plugin.errors import BrushlinkError, InvalidField
-from brushlink.plugin.protocol import Result
 from brushlink.plugin.request import Job, Request, UpscaleParams
 
 from . import codec
@@ -100,23 +99,19 @@ class Upscaler:
             return [codec.to_base64(png) for png in pngs]
         sizes = [codec.image_size(png, "image") for png in pngs]
         targets = [target_size(body, w, h) for w, h in sizes]
-        jobs = []
-        for (width, height), target in zip(sizes, targets, strict=True):
+        jobs: list[Job] = []
+        for png, (width, height), target in zip(pngs, sizes, targets, strict=True):
             factor = max(target[0] / width, target[1] / height)
             scales = sorted(card.accepts.scales) or [2]
             scale = next((s for s in scales if s >= factor - 1e-6), scales[-1])
             request = Request(kind="upscale", model=card.name, upscale=UpscaleParams(scale=scale))
-            jobs.append(Job(request, image=pngs[len(jobs)]))
+            jobs.append(Job(request, image=png))
         outcomes, _ = await self.facade.run("extras", jobs)
-        answers = []
+        answers: list[str] = []
         for outcome, target in zip(outcomes, targets, strict=False):
             if isinstance(outcome, BrushlinkError):
                 raise outcome
-            assert isinstance(outcome, Result)
             data = outcome.images[0].data or b""
-            answers.append(
-                await asyncio.to_thread(
-                    lambda d=data, t=target: codec.to_base64(fit(d, t, body.upscaling_crop))
-                )
-            )
+            fitted = await asyncio.to_thread(fit, data, target, body.upscaling_crop)
+            answers.append(codec.to_base64(fitted))
         return answers
