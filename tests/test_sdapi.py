@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,6 +24,26 @@ from PIL import Image
 webuiapi = pytest.importorskip("webuiapi")
 
 STRIPES = "red and white stripes"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_compat_md_lists_exactly_the_routes_served() -> None:
+    from brushlink.server.sdapi.catalog import EMPTY_LISTS
+
+    source = "\n".join(p.read_text() for p in (REPO / "server" / "sdapi").glob("*.py"))
+    served = {
+        (path, method.upper())
+        for method, path in re.findall(r'@api\.(get|post)\("/([^"]+)"', source)
+    }
+    served |= {(path, "GET") for path in EMPTY_LISTS}
+    doc = (REPO / "docs" / "compat.md").read_text()
+    table = doc.split("### What is answered", 1)[1].split("\n### ", 1)[0]
+    listed = {
+        (name, method)
+        for names, method in re.findall(r"^\| (`[^|]+`) \| (GET|POST) \|", table, re.M)
+        for name in re.findall(r"`([^`]+)`", names)
+    }
+    assert listed == served
 
 
 @pytest.fixture(scope="module")
