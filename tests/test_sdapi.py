@@ -167,6 +167,20 @@ def test_interrupt_stops_the_request(api: webuiapi.WebUIApi) -> None:
     assert len(result.images) < 16 and result.info["brushlink"]["interrupted"] is True
 
 
+def test_skip_stops_only_the_current_job(api: webuiapi.WebUIApi) -> None:
+    box: dict = {}
+    worker = threading.Thread(target=_long_txt2img, args=(api, box, 2, 1))
+    worker.start()
+    deadline = time.monotonic() + 120
+    while api.get_progress()["state"]["sampling_step"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    api.skip()
+    worker.join(timeout=120)
+    result = box["result"]
+    assert len(result.images) == 1  # the first job was skipped, the second one ran
+    assert result.info["all_seeds"] == [2] and result.info["brushlink"]["interrupted"] is False
+
+
 def test_ai_render_img2img_and_upscale(a1111: ServerProcess, coffee: np.ndarray) -> None:
     """The requests AI-Render's automatic1111_api.py makes, with its headers and extra keys."""
     headers = {"User-Agent": "Blender/4.2.3 LTS", "Accept": "*/*",

@@ -95,6 +95,11 @@ def test_a_pixel_bomb_is_refused_before_decoding(guarded: ServerProcess) -> None
     assert refused.status_code == 413
     assert refused.json()["code"] == "too_many_pixels"
     assert "100000x100000" in refused.json()["detail"]
+    # a JPEG's frame header is read the same way
+    jpeg = b"\xff\xd8\xff\xc0\x00\x11\x08" + (60_000).to_bytes(2, "big") * 2 + b"\x03" + b"\x00" * 9
+    payload = {"init_images": [base64.b64encode(jpeg + b"\xff\xd9").decode()], "prompt": "x"}
+    refused = post(guarded, "/img2img", payload)
+    assert refused.status_code == 413 and "60000x60000" in refused.json()["detail"]
     as_data_url = {"image": "data:image/png;base64," + base64.b64encode(bomb).decode(),
                    "upscaler_1": "None"}  # fmt: skip
     assert post(guarded, "/extra-single-image", as_data_url).status_code == 413
