@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from .facade import Facade, Outcome, Task
 
 if TYPE_CHECKING:
     from ..app import App
+
+log = logging.getLogger("brushlink.sdapi")
 
 # brushlink error codes -> HTTP status; other request errors are 422, the rest 500
 STATUS = {
@@ -181,6 +184,15 @@ def build(app: App) -> FastAPI:
     async def brushlink_error(_: HttpRequest, err: BrushlinkError) -> JSONResponse:
         content = {"detail": err.message, "code": err.code, "field": err.field}
         return JSONResponse(content, status_code=status_of(err))
+
+    @web.exception_handler(Exception)
+    async def crashed(_: HttpRequest, err: Exception) -> JSONResponse:
+        log.error("the A1111 door failed on a request", exc_info=err)
+        return JSONResponse(
+            {"detail": "The server failed on this request; its log says why.",
+             "code": "internal_error"},
+            status_code=500,
+        )  # fmt: skip
 
     @web.exception_handler(samplers.SamplerNotFound)
     async def sampler_not_found(_: HttpRequest, err: samplers.SamplerNotFound) -> JSONResponse:

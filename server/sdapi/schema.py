@@ -74,7 +74,7 @@ class Img2Img(Txt2Img):
     init_images: list[str] = Field(min_length=1)
     mask: str | None = None
     mask_blur: int | None = Field(None, ge=0)
-    inpainting_fill: int = 1
+    inpainting_fill: int = 0  # recorded only: brushlink's engines prepare the area themselves
     inpaint_full_res: bool = True  # "only masked": the model sees the mask's box and padding
     inpaint_full_res_padding: int = Field(32, ge=0)
     inpainting_mask_invert: int = 0
