@@ -20,6 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -51,8 +52,11 @@ from .engines.registry import EngineRegistry
 from .images import transcode
 from .jobs import JobBook, JobRecord
 from .scheduler import Scheduler
-from .transport import Connection, process_request
+from .transport import Connection, Peer, process_request
 from .validate import MAX_SEED, check_request, decode_images
+
+if TYPE_CHECKING:
+    from .sdapi.server import SdapiServer
 
 log = logging.getLogger("brushlink.server")
 
@@ -92,6 +96,7 @@ class App:
         self._refused: deque[str] = deque(maxlen=1024)  # ids whose stray frames are dropped
         self._scanned = 0.0
         self._rescan: asyncio.Task[object] | None = None
+        self.sdapi_url: str | None = None  # the A1111 API's address, once it listens
 
     # ------------------------------------------------------------------ greeting
 
@@ -126,7 +131,7 @@ class App:
 
     # ------------------------------------------------------------------ submit
 
-    async def submit(self, conn: Connection, submit: Submit) -> None:
+    async def submit(self, conn: Peer, submit: Submit) -> None:
         job_id = submit.job_id
         expected = {(r.slot, r.index) for r in submit.images}
         try:
@@ -172,7 +177,7 @@ class App:
         if not expected:
             await self._complete(record)
 
-    async def receive_frame(self, conn: Connection, frame: BinaryFrame) -> None:
+    async def receive_frame(self, conn: Peer, frame: BinaryFrame) -> None:
         key = (frame.slot, frame.index)
         record = self.book.get(frame.job_id)
         if record is None or conn.id not in record.watchers:
@@ -249,7 +254,7 @@ class App:
 
     # ------------------------------------------------------------------ cancel / collect
 
-    def cancel(self, conn: Connection, job_id: str) -> None:
+    def cancel(self, conn: Peer, job_id: str) -> None:
         record = self.book.get(job_id)
         if record is None:
             conn.send_error(UnknownJob(), job_id)
@@ -262,7 +267,7 @@ class App:
         elif not record.done:
             self.scheduler.cancel(record)
 
-    def collect(self, conn: Connection, job_id: str) -> bool:
+    def collect(self, conn: Peer, job_id: str) -> bool:
         """Attach ``conn`` to the job (it gets the job's events from now on, as every other
         connection attached to it does) and tell it where the job stands."""
         record = self.book.get(job_id)
@@ -286,7 +291,7 @@ class App:
         conn.send(frames)
         return True
 
-    def connection_closed(self, conn: Connection) -> None:
+    def connection_closed(self, conn: Peer) -> None:
         for record in self.book.detach(conn.id):
             # its images can no longer arrive: a connection that attached to it without
             # sending them hears that the server does not hold it (a client then resubmits)
@@ -300,6 +305,17 @@ class App:
             )
 
     # ------------------------------------------------------------------ serving
+
+    async def _start_sdapi(self) -> SdapiServer | None:
+        """The A1111 web-UI API on the same loop, queue and engines (``[server] sdapi``)."""
+        address = self.config.sdapi_address()
+        if address is None:
+            return None
+        from .sdapi.server import SdapiServer  # FastAPI and uvicorn load only when asked for
+
+        http = await SdapiServer.start(self, *address)
+        self.sdapi_url = http.url
+        return http
 
     async def serve(
         self, ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None
@@ -324,10 +340,15 @@ class App:
             self.policy = replace(self.policy, port=port)
             host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
             url = f"ws://{host}:{port}{PATH}"
+            http = await self._start_sdapi()
             log.info("listening on %s (device %s)", url, self.device)
             if ready is not None:
                 ready(url)
-            await (stop or asyncio.Event()).wait()
+            try:
+                await (stop or asyncio.Event()).wait()
+            finally:
+                if http is not None:
+                    await http.stop()
         await self.scheduler.stop()
         for engine in self.registry.engines():
             engine.unload()

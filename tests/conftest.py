@@ -28,6 +28,7 @@ class ServerProcess:
     args: list[str] = field(default_factory=list)
     port: int = 0
     url: str = ""
+    sdapi_url: str = ""  # with --sdapi: the A1111 API's base URL (http://HOST:PORT/sdapi/v1)
     process: subprocess.Popen | None = None
 
     @property
@@ -48,6 +49,8 @@ class ServerProcess:
         assert self.process.stdout is not None
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
+            if line.startswith("brushlink A1111 API on "):
+                self.sdapi_url = line.split()[-1]
             if line.startswith("brushlink listening on "):
                 self.url = line.split()[-1]
                 self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
