@@ -31,21 +31,7 @@ def _fit(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
     return rgba[rows][:, cols]
 
 
-MAX_SEED = 2**32 - 1
-
-
-def parse_seed(text: str) -> int | None:
-    """The scene's seed field: empty = random, else a whole number from 0 to 2^32 - 1 (a
-    string, because Blender's integer properties stop at 2^31 - 1)."""
-    text = text.strip()
-    if not text or text == "-1":
-        return None
-    if not text.isdigit() or int(text) > MAX_SEED:
-        raise ValueError(f"The seed must be empty (random) or a whole number up to {MAX_SEED}.")
-    return int(text)
-
-
-def _best(result: Result) -> tuple[np.ndarray, int | None]:
+def best(result: Result) -> tuple[np.ndarray, int | None]:
     found = result.images
     if not found or found[0].data is None:
         raise ImageMismatch("The server's result holds no image.")
@@ -88,7 +74,7 @@ class TextureFill(Placement):
         obj = bpy.data.objects.get(self.object_name)
         if obj is None:
             raise ImageMismatch(f"The object “{self.object_name}” is gone.")
-        rgba, seed = _best(result)
+        rgba, seed = best(result)
         height, width = rgba.shape[:2]
         image = self._image()
         images.write_rgba(image, rgba)
@@ -173,7 +159,7 @@ class Inpaint(Placement):
 
     def result(self, result: Result) -> str:
         image = self._target()
-        generated, _ = _best(result)
+        generated, _ = best(result)
         if generated.shape != self.original.shape:
             raise ImageMismatch(
                 f"The server returned {generated.shape[1]}×{generated.shape[0]} pixels for a "
@@ -217,7 +203,7 @@ class Style(Placement):
         self.image: bpy.types.Image | None = None
 
     def result(self, result: Result) -> str:
-        rgba, _ = _best(result)
+        rgba, _ = best(result)
         height, width = rgba.shape[:2]
         image = images.new_image(f"{self.source_name} ({self.look})", width, height)
         images.write_rgba(image, rgba)
