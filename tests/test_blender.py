@@ -307,12 +307,18 @@ def test_texture_fill_derived_maps_are_wired(blender_sd: Blender, sd_server) -> 
     assert facts["material"] == "Material"  # the cube's own material, reused
     assert facts["materials_after"] == facts["materials_before"]
     links = facts["links"]
-    assert ["brushlink texture", "Color", "Principled BSDF", "Base Color"] in links
+    # occlusion darkens the colour on its way into Base Color
+    assert ["brushlink texture", "Color", "brushlink occlusion mix", "A"] in links
+    assert ["brushlink occlusion", "Color", "brushlink occlusion mix", "B"] in links
+    assert ["brushlink occlusion mix", "Result", "Principled BSDF", "Base Color"] in links
     assert ["brushlink roughness", "Color", "Principled BSDF", "Roughness"] in links
     assert ["brushlink normal", "Color", "brushlink normal map", "Color"] in links
     assert ["brushlink normal map", "Normal", "Principled BSDF", "Normal"] in links
-    extra = [i for n, i in facts["images"].items() if n.endswith(("normal", "roughness"))]
-    assert len(extra) == 2
+    assert ["brushlink height", "Color", "brushlink displacement", "Height"] in links
+    assert ["brushlink displacement", "Displacement", "Material Output", "Displacement"] in links
+    kinds = ("normal", "roughness", "height", "occlusion")
+    extra = [i for n, i in facts["images"].items() if n.endswith(kinds)]
+    assert len(extra) == 4
     assert all(i["packed"] and i["colorspace"] == "Non-Color" for i in extra)
     normal = np.load(out / "normal.npy").astype(float) / 255 * 2 - 1
     assert (normal[..., 2] > 0).all()  # every normal points out of the surface
@@ -323,6 +329,14 @@ def test_texture_fill_derived_maps_are_wired(blender_sd: Blender, sd_server) -> 
     texture = np.load(out / "texture.npy")[..., :3].astype(float) @ [0.2126, 0.7152, 0.0722]
     # Roughness follows the texture's darkness (luminance): darker pixels are rougher.
     assert np.corrcoef(texture.ravel(), rough.ravel())[0, 1] < -0.95
+    # Height is the (slightly blurred) luminance over its whole range; occlusion is 1 on
+    # most of it and darker only in hollows, never below its floor of 0.2.
+    height = np.load(out / "height.npy")[..., 0].astype(float) / 255
+    assert height.min() <= 1 / 255 and height.max() >= 254 / 255
+    assert np.corrcoef(texture.ravel(), height.ravel())[0, 1] > 0.8
+    ao = np.load(out / "occlusion.npy")[..., 0].astype(float) / 255
+    assert ao.min() >= 0.2 - 1 / 255 and ao.max() == 1.0
+    assert ao[height > 0.8].mean() > ao[height < 0.2].mean()  # hollows darker than tops
 
 
 def test_a_second_fill_reuses_the_node_and_meshes_without_uvs_get_box_projection(

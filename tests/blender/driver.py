@@ -77,7 +77,8 @@ def scenario_texture_fill(args: dict, out: Path) -> dict:
         if image.name.startswith("Texture:"):
             facts["images"][image.name] = image_facts(image)
             kind = image.name.rsplit(" ", 1)[-1]
-            save_png(image, out / (kind if kind in ("normal", "roughness") else "texture"))
+            maps = ("normal", "roughness", "height", "occlusion")
+            save_png(image, out / (kind if kind in maps else "texture"))
     if args.get("save") and facts["returned"] == ["FINISHED"]:
         blend = out / "scene.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))

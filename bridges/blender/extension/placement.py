@@ -13,7 +13,7 @@ from brushlink.plugin.errors import ImageMismatch
 from brushlink.plugin.protocol import Result
 from brushlink.plugin.request import Request
 
-from . import images, materials
+from . import images, maps, materials
 from .worker import Placement
 
 # Pixels before each in-place inpaint, newest last, so "Revert Inpaint" can step back.
@@ -95,15 +95,21 @@ class TextureFill(Placement):
             self.made.append(material)
         materials.wire_base_color(obj, material, image)
         if self.derived:
-            normal_rgba, rough = materials.derive_maps(rgba)
-            normal = images.new_image(f"{image.name} normal", width, height, non_color=True)
-            roughness = images.new_image(f"{image.name} roughness", width, height, non_color=True)
-            images.write_rgba(normal, normal_rgba)
-            images.write_rgba(roughness, np.repeat(rough[..., None], 4, axis=2).clip(0, 1))
-            for extra in (normal, roughness):
-                self.made.append(extra)
+            derived = maps.derive_maps(rgba, wrap=self.request.tile == "xy")
+            made = {
+                "normal": derived.normal,
+                "roughness": maps.grey_rgba(derived.roughness),
+                "height": maps.grey_rgba(derived.height),
+                "occlusion": maps.grey_rgba(derived.occlusion),
+            }
+            wired = {}
+            for kind, pixels in made.items():
+                extra = images.new_image(f"{image.name} {kind}", width, height, non_color=True)
+                images.write_rgba(extra, pixels)
                 images.pack(extra)
-            materials.wire_derived(obj, material, normal, roughness)
+                self.made.append(extra)
+                wired[kind] = extra
+            materials.wire_derived(obj, material, wired)
         seed_text = f", seed {seed}" if seed is not None else ""
         return f"“{image.name}” ({width}×{height}{seed_text}) on material “{material.name}”."
 

@@ -43,8 +43,8 @@ class BrushlinkSceneProperties(bpy.types.PropertyGroup):
         default=True,
     )
     derived_maps: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Normal and Roughness",
-        description="Also derive a normal map (from a height estimate) and a roughness map",
+        name="PBR Maps",
+        description="Also derive normal, roughness, height and ambient occlusion maps",
         default=False,
     )
     texture_model: bpy.props.StringProperty(  # type: ignore[valid-type]
