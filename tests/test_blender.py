@@ -169,6 +169,8 @@ def test_extension_registers_from_its_own_wheels(blender: Blender, server) -> No
     assert facts["operators"] == [
         "cancel",
         "inpaint_image",
+        "project_from_view",
+        "refresh",
         "report",
         "revert_inpaint",
         "style_image",

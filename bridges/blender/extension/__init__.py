@@ -1,4 +1,5 @@
-"""brushlink for Blender: texture fills into materials, image inpainting and restyling.
+"""brushlink for Blender: texture fills into materials, textures projected from the camera's
+view, image inpainting and restyling.
 
 Host glue only: requests are built here and placed back into Blender; the client core
 (``brushlink.plugin``) and ``websockets`` come from the pure-Python wheels in ``./wheels/``.
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels, preferences, properties
+from . import operators, panels, preferences, properties, view_operators
 from .worker import WORKER
 
 _CLASSES = (
     *preferences.CLASSES,
     *properties.CLASSES,
     *operators.CLASSES,
+    *view_operators.CLASSES,
     *panels.CLASSES,
 )
 
