@@ -172,6 +172,7 @@ def test_extension_registers_from_its_own_wheels(blender: Blender, server) -> No
         "project_from_view",
         "refresh",
         "report",
+        "restyle_render",
         "revert_inpaint",
         "style_image",
         "texture_fill",

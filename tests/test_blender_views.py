@@ -1,5 +1,5 @@
-"""The camera's view in real Blender: Project from View, PBR maps' numbers and operators'
-keyword arguments, against a real server.
+"""The camera's view in real Blender: Project from View, Restyle Render, PBR maps' numbers and
+operators' keyword arguments, against a real server.
 
 The server holds the tiny Stable Diffusion 1.x checkpoint of ``fixtures/tiny_sd.py`` ("tiny")
 and a ControlNet made from its UNet (``ControlNetModel.from_unet``, random zero convolutions so
@@ -221,6 +221,34 @@ def test_projection_blends_into_the_rest_without_a_seam(guided: Blender, guided_
         np.abs(again[:, 56:64] - hard[:, 56:64]).mean()
         < np.abs(blended[:, 56:64] - hard[:, 56:64]).mean()
     )
+
+
+# ----------------------------------------------------------------------------- restyle
+
+
+def test_restyle_render_with_depth_and_after_every_render(guided: Blender, guided_server) -> None:
+    facts, out = guided.run("restyle", url=guided_server.url)
+    assert facts["returned"] == ["FINISHED"], facts.get("report")
+    (new,) = facts["new_images"]
+    assert new["size"] == [64, 48]  # the render's size
+    assert new["name"] == "Render Result (an oil painting)"
+    request = facts["job"]["request"]
+    assert request["kind"] == "style" and request["strength"] == 0.5 and request["seed"] == 3
+    assert request["controls"][0]["preprocessor"] == "depth"
+    assert facts["job"]["slots"] == [["image", 0], ["control", 0]]
+    depth = np.load(out / "restyle_control0.npy")
+    assert depth.shape[:2] == (48, 64)
+    assert depth[..., 0].max() == 255 and depth[..., 0].min() == 0  # the cube, the void
+    assert "depth through “tiny-depth”" in facts["status"]
+    # the render itself is untouched, though a depth pass was rendered meanwhile
+    assert np.array_equal(np.load(out / "render_after.npy"), np.load(out / "render_before.npy"))
+    # the handler: nothing queued by our own depth renders; one render, one restyle
+    assert facts["pending_after_operator"] == 0
+    assert facts["pending_after_render"] == 1
+    assert facts["pending_after_poll"] == 0
+    assert facts["jobs"] == 2
+    assert facts["handler_job"]["request"]["prompt"] == "a watercolour"
+    assert "Render Result (a watercolour)" in facts["images_after"]
 
 
 # ----------------------------------------------------------------------------- keywords

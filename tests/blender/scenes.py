@@ -1,5 +1,5 @@
-"""Driver scenarios for the camera's view: Project from View, and operators' keyword
-arguments. Each builds a small scene (a camera 10 units in front of the origin, looking
+"""Driver scenarios for the camera's view: Project from View, Restyle Render, and operators'
+keyword arguments. Each builds a small scene (a camera 10 units in front of the origin, looking
 along +Y), runs the extension's operators or builders and writes facts and pixels; the pytest
 side asserts on them.
 """
@@ -307,6 +307,52 @@ def scenario_project_seam(args: dict, out: Path) -> dict:
     return facts
 
 
+# ----------------------------------------------------------------------------- restyle
+
+
+def scenario_restyle(args: dict, out: Path) -> dict:
+    """Render the scene, restyle the render (with its depth), then the same through the
+    "restyle every render" handler."""
+    scene, camera, cube = stage((64, 48))
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 4
+    views, restyle = module("views"), module("restyle")
+    bpy.ops.render.render()
+    restyle.poll()  # the setting is off: the render is let go
+    before = sorted(i.name for i in bpy.data.images)
+    images = module("images")
+    save_png_array(images.decode_png(views.render_png(scene)), out / "render_before")
+    jobs = capture_jobs()
+    facts: dict = {"images_before": before}
+    op = functools.partial(
+        bpy.ops.brushlink.restyle_render, prompt="an oil painting", strength=0.5, seed=3
+    )
+    run_operator(op, facts)
+    facts["status"] = scene.brushlink.status
+    save_png_array(images.decode_png(views.render_png(scene)), out / "render_after")
+    facts["new_images"] = [
+        image_facts(i) for i in bpy.data.images if i.name not in before and i.packed_file
+    ]
+    if jobs:
+        facts["job"] = job_facts(jobs[0]["job"], out, "restyle")
+    facts["pending_after_operator"] = restyle.PENDING.qsize()
+    # the handler: on, render, and the main thread's timer callback picks the render up
+    props = scene.brushlink
+    props.restyle_renders = True
+    props.style_prompt = "a watercolour"
+    props.strength = 0.4
+    bpy.ops.render.render()
+    facts["pending_after_render"] = restyle.PENDING.qsize()
+    restyle.poll()
+    facts["pending_after_poll"] = restyle.PENDING.qsize()
+    facts["jobs"] = len(jobs)
+    if len(jobs) > 1:
+        facts["handler_job"] = job_facts(jobs[1]["job"], out, "handler")
+    facts["images_after"] = sorted(i.name for i in bpy.data.images)
+    return facts
+
+
 # ----------------------------------------------------------------------------- keywords
 
 
@@ -350,5 +396,6 @@ SCENES = {
     "project_depth": scenario_project_depth,
     "project": scenario_project,
     "project_seam": scenario_project_seam,
+    "restyle": scenario_restyle,
     "keywords": scenario_keywords,
 }

@@ -1,5 +1,5 @@
 """brushlink for Blender: texture fills into materials, textures projected from the camera's
-view, image inpainting and restyling.
+view, image inpainting, restyling of images and renders.
 
 Host glue only: requests are built here and placed back into Blender; the client core
 (``brushlink.plugin``) and ``websockets`` come from the pure-Python wheels in ``./wheels/``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels, preferences, properties, view_operators
+from . import operators, panels, preferences, properties, restyle, view_operators
 from .worker import WORKER
 
 _CLASSES = (
@@ -25,9 +25,11 @@ def register() -> None:
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     properties.register()
+    restyle.register()
 
 
 def unregister() -> None:
+    restyle.unregister()
     WORKER.close()
     properties.unregister()
     for cls in reversed(_CLASSES):

@@ -79,6 +79,16 @@ def _image_tools(layout: bpy.types.UILayout, props, show_source: bool) -> None:
     box.operator("brushlink.style_image", icon="IMAGE")
 
 
+def _restyle_render(layout: bpy.types.UILayout, props, wm) -> None:
+    box = layout.box()
+    box.label(text="Restyle Render", icon="RENDER_RESULT")
+    box.prop(props, "style_prompt")
+    box.prop(props, "strength")
+    _model(box, props, "controlnet", wm, "brushlink_controlnets")
+    box.prop(props, "restyle_renders")
+    box.operator("brushlink.restyle_render", icon="RENDER_STILL")
+
+
 class _Sidebar:
     bl_region_type = "UI"
     bl_category = "brushlink"
@@ -94,6 +104,7 @@ class BRUSHLINK_PT_view3d(_Sidebar, bpy.types.Panel):
         _status(self.layout, props)
         _texture_fill(self.layout, props, wm)
         _project(self.layout, props, wm)
+        _restyle_render(self.layout, props, wm)
 
 
 class BRUSHLINK_PT_image_editor(_Sidebar, bpy.types.Panel):
@@ -109,6 +120,7 @@ class BRUSHLINK_PT_image_editor(_Sidebar, bpy.types.Panel):
             note = f" ({undo} inpaint(s) to revert)" if undo else ""
             self.layout.label(text=f"Image: {image.name}{note}")
         _image_tools(self.layout, props, show_source=image is None)
+        _restyle_render(self.layout, props, context.window_manager)
 
 
 class BRUSHLINK_PT_shader_editor(_Sidebar, bpy.types.Panel):

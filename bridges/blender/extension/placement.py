@@ -203,9 +203,10 @@ class Style(Placement):
 
     label = "Style"
 
-    def __init__(self, source: bpy.types.Image, look: str):
+    def __init__(self, source: bpy.types.Image, look: str, note: str = ""):
         self.source_name = source.name
         self.look = look
+        self.note = note  # added to the report (e.g. what guided it)
         self.image: bpy.types.Image | None = None
 
     def result(self, result: Result) -> str:
@@ -216,4 +217,4 @@ class Style(Placement):
         images.pack(image)
         self.image = image
         _show_in_image_editors(bpy.data.images.get(self.source_name), image)
-        return f"Restyled “{self.source_name}” into “{image.name}”."
+        return f"Restyled “{self.source_name}” into “{image.name}”{self.note}."

@@ -139,6 +139,11 @@ class BrushlinkSceneProperties(bpy.types.PropertyGroup):
     style_model: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Model", description="Style model; empty: the server's default", default=""
     )
+    restyle_renders: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Restyle Every Render",
+        description="After each render, restyle it by the prompt (the render is never held up)",
+        default=False,
+    )
     # --- state shown in the panels (written by the worker on the main thread)
     status: bpy.props.StringProperty(name="Status", default="")  # type: ignore[valid-type]
     progress: bpy.props.FloatProperty(  # type: ignore[valid-type]

@@ -1,11 +1,11 @@
-"""Operators that work from the camera's view: Project from View, and Refresh (what the server
-offers, for the panel's lists).
+"""Operators that work from the camera's view: Project from View, Restyle Render, and Refresh
+(what the server offers, for the panel's lists).
 
-Project from View asks the server what it offers first (``WORKER.welcome``: the shared
-connection's greeting, connecting if needed) to choose the checkpoint and the depth ControlNet
-(``guidance.py``), then renders the depth pass (``views.py``) on the main thread, then sends.
-``build_projection`` returns the job and its placement without sending anything, so a script
-(or a test) can look at exactly what would go to the server.
+Both jobs ask the server what it offers first (``WORKER.welcome``: the shared connection's
+greeting, connecting if needed) to choose the checkpoint and the depth ControlNet
+(``guidance.py``), then render the depth pass (``views.py``) on the main thread, then send.
+``build_projection`` and ``build_restyle`` return the job and its placement without sending
+anything, so a script (or a test) can look at exactly what would go to the server.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import numpy as np
 
 from brushlink.plugin.request import Control, Job, Request
 
-from . import guidance, views
+from . import guidance, images, views
 from .bake import Camera
 from .operators import JobOperator, Refusal
+from .placement import Style
 from .projection import Projection, ProjectionSettings, Target
 from .settings import Settings, keywords
 from .worker import WORKER, Placement
 
+DEPTH_LONG_SIDE = 1024  # a render's depth control at most this long (the server resizes it)
 DEPTH_TOLERANCE = 0.02  # of the selected objects' depth range: nearer than that is "seen"
 
 
@@ -121,6 +123,49 @@ def build_projection(context: Any, settings: Settings) -> tuple[Job, Placement]:
     return job, Projection(request, view_camera, targets, kept)
 
 
+def build_restyle(
+    scene: bpy.types.Scene, settings: Settings, image: bpy.types.Image | None = None
+) -> tuple[Job, Placement]:
+    """Restyle ``image``, or the scene's last render (with its depth as a control when a
+    ControlNet fits), by the prompt and strength, into a new image of the same size."""
+    prompt = settings.prompt.strip()
+    if not prompt:
+        raise Refusal("Describe the new look in the Prompt field.")
+    seed = settings.seed()
+    source = image if image is not None else views.render_result()
+    if source is None:
+        raise Refusal("There is no render yet: render an image first (F12).")
+    from_render = source.type == "RENDER_RESULT"
+    png = views.render_png(scene) if from_render else None
+    request = Request(kind="style", prompt=prompt, strength=settings.strength, seed=seed)
+    note = ""
+    controls: list[bytes] = []
+    welcome = WORKER.welcome()
+    chosen = _control(welcome, settings, "style")
+    request.model = chosen.model or settings.model.strip() or None
+    if png is not None and chosen.controlnet is not None and scene.camera is not None:
+        width, height = _png_size(png)
+        scale = min(1.0, DEPTH_LONG_SIDE / max(width, height))
+        size = (max(8, round(width * scale)), max(8, round(height * scale)))
+        depth = views.render_depth(scene, scene.camera, size)
+        span = views.depth_range(depth)
+        if span is not None:
+            controls.append(views.depth_png(views.normalise(depth, *span)))
+            request.controls = [Control(chosen.controlnet, 0, "depth", settings.control_strength)]
+            note = f" (depth through “{chosen.controlnet}”)"
+    elif from_render:
+        note = " (no depth ControlNet installed: restyled from the render alone)"
+    if png is None:
+        png = images.image_png(source)
+    job = Job(request, image=png, controls=controls)
+    return job, Style(source, prompt[:30], note=note)
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's header (IHDR is always the first chunk)."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
 _PROJECT = {
     "prompt": "prompt",
     "negative_prompt": "negative_prompt",
@@ -147,6 +192,31 @@ class BRUSHLINK_OT_project_from_view(JobOperator, bpy.types.Operator):
     @staticmethod
     def build(context: bpy.types.Context, settings: Settings) -> tuple[Job, Placement]:
         return build_projection(context, settings)
+
+
+_RESTYLE = {
+    "prompt": "style_prompt",
+    "strength": "strength",
+    "model": "style_model",
+    "controlnet": "controlnet",
+    "control_strength": "control_strength",
+}
+
+
+@keywords(_RESTYLE, named=("image",), seed=True)
+class BRUSHLINK_OT_restyle_render(JobOperator, bpy.types.Operator):
+    """Restyle the last render (or the named image) by the prompt, guided by the render's depth
+    when a depth ControlNet is installed"""
+
+    bl_idname = "brushlink.restyle_render"
+    bl_label = "Restyle Render"
+    bl_options = {"REGISTER"}
+    label = "Restyle"
+
+    @staticmethod
+    def build(context: bpy.types.Context, settings: Settings) -> tuple[Job, Placement]:
+        image = settings.datablock("image", bpy.data.images)
+        return build_restyle(context.scene, settings, image)
 
 
 class BRUSHLINK_OT_refresh(bpy.types.Operator):
@@ -182,4 +252,4 @@ class BRUSHLINK_OT_refresh(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (BRUSHLINK_OT_project_from_view, BRUSHLINK_OT_refresh)
+CLASSES = (BRUSHLINK_OT_project_from_view, BRUSHLINK_OT_restyle_render, BRUSHLINK_OT_refresh)

@@ -1,4 +1,4 @@
-"""What the camera sees: its depth pass and its projection.
+"""What the camera sees: its depth pass, its projection, the last render's pixels.
 
 Depth is rendered by **Cycles** in a temporary scene that links the scene's collections and
 camera: one sample, no bounces, a 0.01 px pixel filter (each pixel the depth of one point, not
@@ -33,6 +33,7 @@ from . import images
 
 EMPTY = 1e9  # Cycles writes 1e10 where no surface is hit
 FLOOR = 0.1  # the farthest surface's grey
+OWN_RENDERS = 0  # depth renders running now (render handlers leave them alone)
 
 
 def view_size(scene: bpy.types.Scene, long_side: int) -> tuple[int, int]:
@@ -122,7 +123,12 @@ def _render_depth(scene, camera, size, only) -> np.ndarray:
         out.file_slots.clear()
         out.file_slots.new("depth")
         tree.links.new(layers.outputs["Depth"], out.inputs["depth"])
-        bpy.ops.render.render(scene=tmp.name)
+        global OWN_RENDERS
+        OWN_RENDERS += 1
+        try:
+            bpy.ops.render.render(scene=tmp.name)
+        finally:
+            OWN_RENDERS -= 1
         found = sorted(glob.glob(os.path.join(folder, "depth*.exr")))
         if not found:
             raise RuntimeError("Blender wrote no depth pass (is Cycles enabled?).")
@@ -174,3 +180,38 @@ def camera_matrices(camera: bpy.types.Object, size: tuple[int, int]) -> tuple[np
         np.array(view, np.float64),
         np.array(projection, np.float64),
     )
+
+
+# ----------------------------------------------------------------------------- renders
+
+
+def render_result() -> bpy.types.Image | None:
+    image = bpy.data.images.get("Render Result")
+    return image if image is not None and image.type == "RENDER_RESULT" else None
+
+
+def render_png(scene: bpy.types.Scene) -> bytes:
+    """The scene's last render as an 8-bit RGBA PNG, as the artist sees it (view transform
+    applied). The scene's output format is switched to PNG for the save and put back."""
+    result = render_result()
+    if result is None:
+        raise ValueError("There is no render yet: render an image first (F12).")
+    settings = scene.render.image_settings
+    before = (settings.file_format, settings.color_mode, settings.color_depth)
+    with tempfile.TemporaryDirectory(prefix="brushlink-") as folder:
+        path = os.path.join(folder, "render.png")
+        try:
+            settings.file_format = "PNG"
+            settings.color_mode = "RGBA"
+            settings.color_depth = "8"
+            try:
+                result.save_render(path, scene=scene)
+            except RuntimeError as exc:
+                raise ValueError("There is no render yet: render an image first (F12).") from exc
+        finally:
+            settings.file_format = before[0]
+            with contextlib.suppress(TypeError):
+                settings.color_mode = before[1]
+                settings.color_depth = before[2]
+        with open(path, "rb") as f:
+            return f.read()
