@@ -1,8 +1,6 @@
-"""Driver scenarios for the camera's view: Project from View, Restyle Render, and operators'
-keyword arguments. Each builds a small scene (a camera 10 units in front of the origin, looking
-along +Y), runs the extension's operators or builders and writes facts and pixels; the pytest
-side asserts on them.
-"""
+"""Driver scenarios for the camera's view (Project from View, Restyle Render) and operators'
+keywords: small scenes (a camera 10 units in front of the origin, looking along +Y), the
+extension's operators or builders, facts and pixels written for the pytest side to check."""
 
 from __future__ import annotations
 
@@ -39,9 +37,8 @@ def stage(size: tuple[int, int]) -> tuple[bpy.types.Scene, bpy.types.Object, bpy
 def capture_jobs() -> list:
     """Record every job the operators hand to the worker (exactly what is sent), and the
     result each placement receives."""
-    worker = module("worker").WORKER
+    worker, seen = module("worker").WORKER, []
     start = worker.start
-    seen: list = []
 
     def recording(job, where, report, scene):
         entry = {"job": job, "where": where}
@@ -62,14 +59,13 @@ def capture_jobs() -> list:
 def job_facts(job, out: Path, name: str) -> dict:
     images = module("images")
     for i, png in enumerate(job.controls):
-        save_png_array(images.decode_png(png), out / f"{name}_control{i}")
-    return {
-        "request": job.request.to_wire(),
-        "slots": [[slot, index] for slot, index, _ in job.slots()],
-    }
+        save_pixels(images.decode_png(png), out / f"{name}_control{i}")
+    slots = [[slot, index] for slot, index, _ in job.slots()]
+    return {"request": job.request.to_wire(), "slots": slots}
 
 
-def save_png_array(rgba: np.ndarray, path: Path) -> None:
+def save_pixels(rgba: np.ndarray, path: Path) -> None:
+    """Floats in [0, 1] (top row first) as 8-bit values in an .npy file."""
     np.save(path.with_suffix(".npy"), np.clip(rgba * 255 + 0.5, 0, 255).astype(np.uint8))
 
 
@@ -322,7 +318,7 @@ def scenario_restyle(args: dict, out: Path) -> dict:
     restyle.poll()  # the setting is off: the render is let go
     before = sorted(i.name for i in bpy.data.images)
     images = module("images")
-    save_png_array(images.decode_png(views.render_png(scene)), out / "render_before")
+    save_pixels(images.decode_png(views.render_png(scene)), out / "render_before")
     jobs = capture_jobs()
     facts: dict = {"images_before": before}
     op = functools.partial(
@@ -330,7 +326,7 @@ def scenario_restyle(args: dict, out: Path) -> dict:
     )
     run_operator(op, facts)
     facts["status"] = scene.brushlink.status
-    save_png_array(images.decode_png(views.render_png(scene)), out / "render_after")
+    save_pixels(images.decode_png(views.render_png(scene)), out / "render_after")
     facts["new_images"] = [
         image_facts(i) for i in bpy.data.images if i.name not in before and i.packed_file
     ]
