@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# the Blender harness's fixtures (extension_zip, blender, sd_server, blender_sd) for its test files
+pytest_plugins = ["fixtures.blender"]
 BRUSHLINK = [sys.executable, "-m", "brushlink.server.cli.main"]
 
 
