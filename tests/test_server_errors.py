@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import struct
 import uuid
@@ -10,8 +9,8 @@ import zlib
 
 import numpy as np
 import pytest
+from fixtures.wire import open_ws
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from brushlink.plugin import png
 from brushlink.plugin.blocking import BlockingClient
@@ -19,20 +18,6 @@ from brushlink.plugin.errors import MessageTooBig
 from brushlink.plugin.frames import encode_frame
 from brushlink.plugin.request import Job, Request
 from brushlink.server.images import decode_rgba, encode_rgba
-
-
-@contextlib.contextmanager
-def _open(server, **kwargs):
-    with connect(
-        server.url,
-        additional_headers={"Authorization": f"Bearer {server.token}"},
-        compression=None,
-        proxy=None,
-        **kwargs,
-    ) as ws:
-        welcome = json.loads(ws.recv(timeout=30))
-        assert welcome["type"] == "welcome"
-        yield ws
 
 
 def _answer(ws, timeout: float = 30) -> dict:
@@ -114,7 +99,7 @@ BAD_JOBS = [
 
 @pytest.mark.parametrize(("job", "slots", "code"), BAD_JOBS)
 def test_bad_requests_fail_with_a_stable_code_and_a_sentence(server, job, slots, code) -> None:
-    with _open(server) as ws:
+    with open_ws(server) as ws:
         job_id = _submit(ws, job, [(s, i, _small_png()) for s, i in slots])
         answer = _answer(ws)
         assert answer == {**answer, "type": "failed", "job_id": job_id, "code": code}
@@ -125,7 +110,7 @@ def test_bad_requests_fail_with_a_stable_code_and_a_sentence(server, job, slots,
 
 
 def test_malformed_json_and_unknown_types_get_error_messages(server) -> None:
-    with _open(server) as ws:
+    with open_ws(server) as ws:
         ws.send("{this is not json")
         assert _answer(ws)["code"] == "invalid_json"
         ws.send(json.dumps({"type": "launch_missiles"}))
@@ -139,7 +124,7 @@ def test_malformed_json_and_unknown_types_get_error_messages(server) -> None:
 
 def test_truncated_png_is_refused_clearly(server) -> None:
     data = _small_png(64)
-    with _open(server) as ws:
+    with open_ws(server) as ws:
         job_id = _submit(ws, {"kind": "style", "style": "sketch"}, [("image", 0, data[:-30])])
         answer = _answer(ws)
         assert (answer["job_id"], answer["code"], answer["field"]) == (
@@ -153,7 +138,7 @@ def test_truncated_png_is_refused_clearly(server) -> None:
 
 
 def test_mask_of_the_wrong_size_is_refused(server) -> None:
-    with _open(server) as ws:
+    with open_ws(server) as ws:
         _submit(
             ws,
             {"kind": "inpaint", "model": "fill"},
@@ -164,7 +149,7 @@ def test_mask_of_the_wrong_size_is_refused(server) -> None:
 
 
 def test_pixel_bomb_is_refused_from_its_header(server) -> None:
-    with _open(server) as ws:
+    with open_ws(server) as ws:
         _submit(
             ws, {"kind": "style", "style": "sketch"}, [("image", 0, _pixel_bomb(100000, 100000))]
         )
@@ -174,7 +159,7 @@ def test_pixel_bomb_is_refused_from_its_header(server) -> None:
 
 
 def test_frames_for_undeclared_slots_are_refused(server) -> None:
-    with _open(server) as ws:
+    with open_ws(server) as ws:
         job_id = str(uuid.uuid4())
         ws.send(
             json.dumps(
@@ -196,7 +181,7 @@ def test_oversized_message_closes_only_that_connection(server_factory) -> None:
     (srv.home / "config.toml").write_text("[limits]\nmax_message_bytes = 100000\n")
     srv.stop()
     srv.start()
-    with _open(srv, max_size=2**24) as ws:
+    with open_ws(srv, max_size=2**24) as ws:
         _submit(ws, {"kind": "style", "style": "sketch"}, [("image", 0, b"\x00" * 200_000)])
         with pytest.raises(ConnectionClosed) as info:
             _answer(ws)
@@ -210,7 +195,7 @@ def test_queue_limit_per_connection(server_factory) -> None:
     srv.stop()
     srv.start()
     big = encode_rgba(np.full((1024, 1024, 4), 90, np.uint8))
-    with _open(srv) as ws:
+    with open_ws(srv) as ws:
         ids = [
             _submit(ws, {"kind": "style", "style": "oil"}, [("image", 0, big)]) for _ in range(3)
         ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ from brushlink.plugin.errors import EngineError
 from brushlink.plugin.request import Request
 
 from ..kit import model_files
-from .loading import CONFIGS, MAX_HEADER
+from .loading import CONFIGS, parse_header
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +38,7 @@ _BASE_VERSIONS = {"sd_v1": "sd1", "sd_v2": "sd2", "sdxl_base_v1-0": "sdxl", "sdx
 
 def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Tensor entries and metadata of a .safetensors file, from its header alone."""
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        if not 2 <= length <= MAX_HEADER:
-            raise ValueError(f"header length {length}")
-        header = json.loads(f.read(length))
-    if not isinstance(header, dict):
-        raise ValueError("header is not an object")
+    header = parse_header(path)
     metadata = header.pop("__metadata__", None) or {}
     return header, {str(k): str(v) for k, v in metadata.items()}
 

@@ -72,17 +72,26 @@ def refuse_pickle(path: Path) -> None:
 MAX_HEADER = 100 * 2**20
 
 
+def parse_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a .safetensors file, read without its tensors (OSError, ValueError)."""
+    with open(path, "rb") as f:
+        start = f.read(8)
+        if len(start) < 8:
+            raise ValueError("shorter than a header")
+        (length,) = struct.unpack("<Q", start)
+        if not 2 <= length <= MAX_HEADER:
+            raise ValueError(f"header length {length}")
+        header = json.loads(f.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("header is not an object")
+    return header
+
+
 def read_header(path: Path) -> dict[str, Any]:
     """The JSON header of a .safetensors file: tensor name -> {dtype, shape, data_offsets}."""
     try:
-        with open(path, "rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if not 2 <= length <= MAX_HEADER:
-                raise ValueError(f"header length {length}")
-            header = json.loads(f.read(length))
-        if not isinstance(header, dict):
-            raise ValueError("header is not an object")
-    except (OSError, ValueError, struct.error) as exc:
+        header = parse_header(path)
+    except (OSError, ValueError) as exc:
         raise Unsupported(
             f"`{path.name}` is not a readable .safetensors file ({exc}).", field="model"
         ) from exc
