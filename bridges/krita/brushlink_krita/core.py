@@ -19,8 +19,17 @@ if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
     sys.path.insert(0, str(_VENDOR))
 
 if (_HERE / "_plugin").is_dir():
-    from ._plugin import codec, errors, home, host, protocol, regions, request
+    from ._plugin import codec, errors, frames, home, host, protocol, regions, request
 else:  # pragma: no cover - running from a source checkout
-    from brushlink.plugin import codec, errors, home, host, protocol, regions, request  # type: ignore[no-redef]
+    from brushlink.plugin import (  # type: ignore[no-redef]
+        codec,
+        errors,
+        frames,
+        home,
+        host,
+        protocol,
+        regions,
+        request,
+    )
 
-__all__ = ["codec", "errors", "home", "host", "protocol", "regions", "request"]
+__all__ = ["codec", "errors", "frames", "home", "host", "protocol", "regions", "request"]
