@@ -84,8 +84,7 @@ def add_node(document, node, above=None) -> None:
     """Add a finished layer above ``above`` (or on top) as one undo step."""
     parent = above.parentNode() if above is not None else document.rootNode()
     try:
-        parent.addChildNode(node, above)
-        document.refreshProjection()
+        parent.addChildNode(node, above)  # Krita composites the new layer's area itself
         document.waitForDone()
     except Exception:
         if node.parentNode() is not None:
