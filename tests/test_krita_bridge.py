@@ -353,8 +353,8 @@ def test_docker_shows_only_each_modes_fields(report: dict) -> None:
         "prompt", "candidates", "controls", "loras", "keep", "edges", "exclude", *common
     }  # fmt: skip
     assert set(modes["style"]["shown"]) == {
-        "prompt", "strength", "style_name", "reference", "candidates", "controls", "loras",
-        "keep", "exclude", *common,
+        "prompt", "strength", "reference", "candidates", "controls", "loras", "keep",
+        "exclude", *common,
     }  # fmt: skip
     assert set(modes["upscale"]["shown"]) == {"scale", "refine", "exclude"}
     assert set(modes["live"]["shown"]) == {

@@ -30,7 +30,8 @@ PROMPTED = {"negative", "seed", "steps", "guidance", "controls", "loras", "promp
 VISIBLE = {
     "generate": PROMPTED | {"strength", "candidates", "tile", "keep"},
     "inpaint": PROMPTED | {"candidates", "keep", "edges", "exclude"},
-    "style": PROMPTED | {"strength", "style_name", "reference", "candidates", "keep", "exclude"},
+    # (no named styles: the checkpoint restyles by its prompt)
+    "style": PROMPTED | {"strength", "reference", "candidates", "keep", "exclude"},
     "upscale": {"scale", "refine", "exclude"},
     "live": PROMPTED | {"strength", "exclude"},
 }

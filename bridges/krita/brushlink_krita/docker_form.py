@@ -180,6 +180,12 @@ class Form:
         cards = [card] if card is not None else [m for m in self.models if job_kind in m.kinds]
         return any(kind in c.accepts.addons for c in cards) and bool(self.addon_names(kind))
 
+    def _has_styles(self) -> bool:
+        card = self._card()
+        if card is not None:
+            return bool(card.styles)
+        return not self.models or any(m.styles for m in self.models if "style" in m.kinds)
+
     def _job_kind(self) -> str:
         mode = self.mode.currentText()
         return "style" if mode == "live" else mode
@@ -195,6 +201,8 @@ class Form:
                 continue
             if name == "refine" and not self._checkpoints():
                 continue
+            if name == "style_name" and not self._has_styles():
+                continue  # a checkpoint restyles by its prompt alone
             shown.add(name)
         return shown
 
@@ -266,7 +274,7 @@ class Form:
             req.tile = self.tile.currentText() if mode == "generate" else "none"
             if mode != "live":
                 req.candidates, req.keep = self.candidates.value(), self.keep.value() or None
-        if kind == "style" and mode == "style":
+        if kind == "style" and "style_name" in shown:
             req.style = self.style_name.currentText().strip() or None
         if "loras" in shown:
             req.loras = self.loras_panel.values()

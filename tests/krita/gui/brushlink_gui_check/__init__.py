@@ -198,6 +198,7 @@ class GuiCheck(Extension):
 
     def vector_control(self):
         self.doc.nodeByName("Line art").setVisible(False)  # a control works hidden
+        self.doc.refreshProjection()
         self.report["vector_control"] = control_from_vector_layer(self.doc)
         self.modes = ["generate", "inpaint", "style", "upscale", "live"]
         self.report["modes"] = {}
