@@ -30,6 +30,7 @@ from . import api, history
 from .core import errors, protocol
 from .docker_form import FIELDS, MODES, Form
 from .images import as_qimage
+from .layers import PREFIX as layers_prefix
 from .live import LiveSession
 from .runner import as_brushlink_error, in_background
 from .settings import Settings, load_from_document, save_to_document
@@ -197,10 +198,21 @@ class BrushlinkDocker(DockWidget, Form):
         return self.document_override or Krita.instance().activeDocument()
 
     def layer_names(self) -> list[str]:
+        """The document's layers, groups' layers included, top first (not brushlink's own)."""
         document = self.document()
-        if document is None:
-            return []
-        return [n.name() for n in document.topLevelNodes() if not n.name().startswith("[")]
+        found: list[str] = []
+
+        def walk(parent) -> None:
+            for node in reversed(parent.childNodes()):
+                if node.type().endswith("mask") or node.name().startswith(layers_prefix):
+                    continue
+                found.append(node.name())
+                if node.type() == "grouplayer":
+                    walk(node)
+
+        if document is not None:
+            walk(document.rootNode())
+        return found
 
     def canvasChanged(self, canvas) -> None:  # noqa: N802 - Krita's API name
         document = self.document()
