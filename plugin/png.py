@@ -3,6 +3,8 @@
 Decoding covers what bridges and the server send each other: 8-bit greyscale, grey+alpha, RGB,
 RGBA and palette images, non-interlaced. Everything decodes to RGBA8 rows, top row first.
 ``read_size`` reads only the IHDR chunk, so a pixel limit can be checked before any allocation.
+``add_text`` and ``read_text`` write and read text chunks (the generation parameters A1111's
+tools look for) without touching the pixels.
 """
 
 from __future__ import annotations
@@ -82,6 +84,40 @@ def _chunks(png: bytes) -> Iterator[tuple[bytes, bytes]]:
             return
         pos += 12 + length
     raise InvalidImage("The PNG file is truncated (no end chunk).")
+
+
+def add_text(png: bytes, key: str, value: str) -> bytes:
+    """The same PNG with a text chunk after its header: ``tEXt`` when the value is Latin-1,
+    else ``iTXt`` (UTF-8), as Pillow writes them."""
+    read_header(png)
+    keyword = key.encode("latin-1")[:79]
+    try:
+        body = chunk(b"tEXt", keyword + b"\x00" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        body = chunk(b"iTXt", keyword + b"\x00\x00\x00\x00\x00" + value.encode("utf-8"))
+    end_of_header = 8 + 12 + 13
+    return png[:end_of_header] + body + png[end_of_header:]
+
+
+def read_text(png: bytes) -> dict[str, str]:
+    """Every ``tEXt``, ``zTXt`` and ``iTXt`` chunk as key -> text (the pixels are not read)."""
+    read_header(png)
+    found: dict[str, str] = {}
+    for kind, data in _chunks(png):
+        key, _, rest = data.partition(b"\x00")
+        try:
+            if kind == b"tEXt":
+                found[key.decode("latin-1")] = rest.decode("latin-1")
+            elif kind == b"zTXt" and rest[:1] == b"\x00":
+                found[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+            elif kind == b"iTXt":
+                compressed, text = rest[:1] == b"\x01", rest[2:]
+                text = text.split(b"\x00", 2)[-1]  # after the language tag and translated key
+                raw = zlib.decompress(text) if compressed else text
+                found[key.decode("latin-1")] = raw.decode("utf-8")
+        except (zlib.error, UnicodeDecodeError):
+            continue
+    return found
 
 
 def _paeth(a: int, b: int, c: int) -> int:

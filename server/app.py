@@ -20,6 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -51,8 +52,11 @@ from .engines.registry import EngineRegistry
 from .images import transcode
 from .jobs import JobBook, JobRecord
 from .scheduler import Scheduler
-from .transport import Connection, process_request
+from .transport import Connection, Peer, process_request
 from .validate import MAX_SEED, check_request, decode_images
+
+if TYPE_CHECKING:
+    from .sdapi.server import SdapiServer
 
 log = logging.getLogger("brushlink.server")
 
@@ -90,9 +94,9 @@ class App:
             allowed_hosts=config.allowed_hosts,
         )
         self._refused: deque[str] = deque(maxlen=1024)  # ids whose stray frames are dropped
-        self._attaching: dict[tuple[int, str], set[tuple[str, int]]] = {}  # resubmits' frames
         self._scanned = 0.0
         self._rescan: asyncio.Task[object] | None = None
+        self.sdapi_url: str | None = None  # the A1111 API's address, once it listens
 
     # ------------------------------------------------------------------ greeting
 
@@ -127,7 +131,7 @@ class App:
 
     # ------------------------------------------------------------------ submit
 
-    async def submit(self, conn: Connection, submit: Submit) -> None:
+    async def submit(self, conn: Peer, submit: Submit) -> None:
         job_id = submit.job_id
         expected = {(r.slot, r.index) for r in submit.images}
         try:
@@ -137,9 +141,10 @@ class App:
                 if existing.submit_wire != codec.encode(submit):
                     raise DuplicateJob(field="job_id")
                 # The same request again (a client retrying after a reconnect, or from a
-                # second connection): attach to the job, and swallow its frames.
-                if expected:
-                    self._attaching[(conn.id, job_id)] = expected
+                # second connection): attach to the job. Its frames fill the job while its
+                # images are still arriving, and are dropped after.
+                if existing.receiving:
+                    existing.uploaders.add(conn.id)
                 self.collect(conn, job_id)
                 return
             limit = self.config.limits.max_queued_per_client
@@ -161,8 +166,10 @@ class App:
             engine=engine,
             card=card,
             seed=seed,
-            owner=conn.send,
             owner_id=conn.id,
+            watchers={conn.id: conn.send},
+            uploaders={conn.id},
+            declared=frozenset(expected),
             expected=expected,
             encoding=conn.encoding,
         )
@@ -170,30 +177,27 @@ class App:
         if not expected:
             await self._complete(record)
 
-    async def receive_frame(self, conn: Connection, frame: BinaryFrame) -> None:
+    async def receive_frame(self, conn: Peer, frame: BinaryFrame) -> None:
         key = (frame.slot, frame.index)
-        attaching = self._attaching.get((conn.id, frame.job_id))
-        if attaching is not None and key in attaching:
-            attaching.discard(key)
-            if not attaching:
-                del self._attaching[(conn.id, frame.job_id)]
-            return
         record = self.book.get(frame.job_id)
-        if record is None or not record.receiving or record.owner_id != conn.id:
+        if record is None or conn.id not in record.watchers:
             if frame.job_id not in self._refused:
                 conn.send_error(
                     InvalidField("A binary frame arrived for a job that was not submitted."),
                     frame.job_id,
                 )
             return
-        if key not in record.expected:
-            self.book.remove(record.job_id)
-            self._refused.append(record.job_id)
-            conn.send_error(
-                InvalidField(f"The submit did not declare an image `{frame.slot}` #{frame.index}."),
-                record.job_id,
+        if key not in record.declared:
+            err = InvalidField(
+                f"The submit did not declare an image `{frame.slot}` #{frame.index}."
             )
+            if record.receiving and conn.id in record.uploaders:
+                self._fail(record, err)
+            else:
+                conn.send_error(err, record.job_id)
             return
+        if not record.receiving or key not in record.expected:
+            return  # already in (from another connection's identical submit), or cancelled
         record.expected.discard(key)
         try:
             record.frames[key] = frame.image()
@@ -221,18 +225,25 @@ class App:
                 self.config.limits,
             )
         except BrushlinkError as err:
-            self.book.remove(record.job_id)
-            self._refused.append(record.job_id)
-            if record.owner is not None:
-                record.owner([Failed.from_error(record.job_id, err).encode()])
+            self._fail(record, err)
             return
         if record.done:  # cancelled while its images were decoded
             return
         record.work = work
         record.decode_s = time.perf_counter() - started
         record.state = JobState.ACCEPTED
+        log.info(
+            "job %s accepted: %s with %s", record.job_id, record.request.kind, record.card.name
+        )
         record.emit(Accepted(record.job_id, model=record.card.name, seed=record.seed))
         self.scheduler.enqueue(record)
+
+    def _fail(self, record: JobRecord, err: BrushlinkError) -> None:
+        """A job refused before it was queued: answer every watcher, forget the job (the id may
+        be submitted again, fixed) and drop frames still coming for it."""
+        self.book.remove(record.job_id)
+        self._refused.append(record.job_id)
+        record.emit(Failed.from_error(record.job_id, err))
 
     def refuse(self, job_id: str) -> None:
         """A submit was refused: drop the image frames that follow it (they name the job by
@@ -243,7 +254,7 @@ class App:
 
     # ------------------------------------------------------------------ cancel / collect
 
-    def cancel(self, conn: Connection, job_id: str) -> None:
+    def cancel(self, conn: Peer, job_id: str) -> None:
         record = self.book.get(job_id)
         if record is None:
             conn.send_error(UnknownJob(), job_id)
@@ -256,13 +267,15 @@ class App:
         elif not record.done:
             self.scheduler.cancel(record)
 
-    def collect(self, conn: Connection, job_id: str) -> bool:
-        """Make ``conn`` the job's owner and tell it where the job stands."""
+    def collect(self, conn: Peer, job_id: str) -> bool:
+        """Attach ``conn`` to the job (it gets the job's events from now on, as every other
+        connection attached to it does) and tell it where the job stands."""
         record = self.book.get(job_id)
         if record is None:
             return False
-        record.owner = conn.send
-        record.owner_id = conn.id
+        if record.owner_id not in record.watchers:
+            record.owner_id = conn.id  # its submitter is gone: the job counts against this one
+        record.watchers[conn.id] = conn.send
         if record.final_frames is not None:
             conn.send(transcode(record.final_frames, conn.encoding))
             return True
@@ -278,12 +291,31 @@ class App:
         conn.send(frames)
         return True
 
-    def connection_closed(self, conn: Connection) -> None:
-        self.book.detach(conn.id)
-        for key in [k for k in self._attaching if k[0] == conn.id]:
-            del self._attaching[key]
+    def connection_closed(self, conn: Peer) -> None:
+        for record in self.book.detach(conn.id):
+            # its images can no longer arrive: a connection that attached to it without
+            # sending them hears that the server does not hold it (a client then resubmits)
+            record.emit(
+                Failed.from_error(
+                    record.job_id,
+                    UnknownJob(
+                        "The connection sending this job's images closed before they all arrived."
+                    ),
+                )
+            )
 
     # ------------------------------------------------------------------ serving
+
+    async def _start_sdapi(self) -> SdapiServer | None:
+        """The A1111 web-UI API on the same loop, queue and engines (``[server] sdapi``)."""
+        address = self.config.sdapi_address()
+        if address is None:
+            return None
+        from .sdapi.server import SdapiServer  # FastAPI and uvicorn load only when asked for
+
+        http = await SdapiServer.start(self, *address)
+        self.sdapi_url = http.url
+        return http
 
     async def serve(
         self, ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None
@@ -308,10 +340,15 @@ class App:
             self.policy = replace(self.policy, port=port)
             host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
             url = f"ws://{host}:{port}{PATH}"
+            http = await self._start_sdapi()
             log.info("listening on %s (device %s)", url, self.device)
             if ready is not None:
                 ready(url)
-            await (stop or asyncio.Event()).wait()
+            try:
+                await (stop or asyncio.Event()).wait()
+            finally:
+                if http is not None:
+                    await http.stop()
         await self.scheduler.stop()
         for engine in self.registry.engines():
             engine.unload()

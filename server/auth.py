@@ -5,11 +5,17 @@ localhost, so loopback alone protects nothing.
   unless allowlisted, and ``Origin: null`` (sandboxed frames, file:// pages) is always refused.
 - ``Host`` must name the address served: a DNS-rebinding page reaches 127.0.0.1 under its own
   host name, and is refused here.
-- The token travels as ``Authorization: Bearer <token>`` and is compared in constant time.
+- The token travels as ``Authorization: Bearer <token>``, or as the password of HTTP Basic
+  credentials (any user name: A1111 API clients put ``user:TOKEN@`` in their URL), and is
+  compared in constant time.
+
+The websocket's handshake and the A1111 API's HTTP requests are checked by the same policy.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -44,14 +50,12 @@ class HandshakePolicy:
             )
         if self.host not in WILDCARDS and not self._host_ok(headers.get("host", "")):
             return OriginRefused("The Host header does not name this server.")
-        given = headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), self.token.encode()
-        ):
+        token = presented_token(headers.get("authorization", ""))
+        if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):
             return Unauthorized(
-                "A valid token is required: send `Authorization: Bearer <token>` "
-                "with the token from the server's BRUSHLINK_HOME/token file."
+                "A valid token is required: send `Authorization: Bearer <token>` (or HTTP Basic "
+                "credentials with the token as the password) with the token from the server's "
+                "BRUSHLINK_HOME/token file."
             )
         return None
 
@@ -65,6 +69,21 @@ class HandshakePolicy:
         if port and port != str(self.port):
             return False
         return name in self.host_names() or f"[{name}]" in self.host_names()
+
+
+def presented_token(authorization: str) -> str | None:
+    """The token in an ``Authorization`` header: a Bearer token, or a Basic password."""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _user, colon, password = decoded.partition(":")
+        return password if colon else None
+    return None
 
 
 def status_for(err: BrushlinkError) -> HTTPStatus:

@@ -7,6 +7,7 @@ device = "auto"                 # auto | cpu | cuda | mps
 allowed_origins = []            # browser origins allowed to connect, e.g. "https://example.org"
 allowed_hosts = []              # extra Host header names accepted (besides the bound address)
 result_ttl_s = 900              # finished results stay collectable this long
+# sdapi = "7860"                # also serve the A1111 web-UI API: "[HOST:]PORT" (off when unset)
 
 [limits]
 max_message_bytes = 67108864
@@ -66,7 +67,12 @@ class ServerConfig:
     vram_budget: str | None = None  # e.g. "10G": loaded pipelines beyond it are evicted
     ram_budget: str | None = None
     compile: bool = False  # torch.compile the UNet on GPUs (slow first job, faster after)
+    sdapi: str | None = None  # "[HOST:]PORT": also serve the A1111 web-UI API there
     limits: Limits = Limits()
+
+    def sdapi_address(self) -> tuple[str, int] | None:
+        """Where the A1111 API listens (the websocket's host unless the setting names one)."""
+        return None if self.sdapi is None else parse_address(self.sdapi, self.host)
 
     @property
     def models_root(self) -> Path:
@@ -75,6 +81,24 @@ class ServerConfig:
     @property
     def all_model_dirs(self) -> list[Path]:
         return [self.models_root, *self.models_dirs]
+
+
+def parse_address(text: str, default_host: str) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); port 0 picks a free one."""
+    text = str(text).strip()
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = "", text
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"expected [HOST:]PORT, not {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"the port must be 0..65535, not {number}")
+    return host or default_host, number
 
 
 def load_config(home: Path | None = None, **overrides: Any) -> ServerConfig:
@@ -99,6 +123,7 @@ def load_config(home: Path | None = None, **overrides: Any) -> ServerConfig:
         vram_budget=models.get("vram_budget"),
         ram_budget=models.get("ram_budget"),
         compile=bool(server.get("compile", False)),
+        sdapi=str(server["sdapi"]) if server.get("sdapi") not in (None, "", False) else None,
         limits=limits,
     )
     given = {k: v for k, v in overrides.items() if v is not None}

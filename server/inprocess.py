@@ -2,25 +2,35 @@
 
 Running a job "in-process" still goes through the real App on a loopback socket with a one-off
 token, so the command line behaves exactly as it does against `brushlink serve`.
+``find_or_start`` is the one rule every command follows: the server it was told to use, else
+this machine's running server, else a private one here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from brushlink.plugin.blocking import BlockingClient
+from brushlink.plugin.errors import ServerUnavailable
+from brushlink.plugin.home import default_url, read_token
+
 from .app import App
-from .config import ServerConfig, new_token
+from .config import ServerConfig, load_config, new_token
 from .engines.catalog import build_registry, pick_device
 
 
 class LocalServer:
     def __init__(self, config: ServerConfig) -> None:
-        self.config = replace(config, host="127.0.0.1", port=0)
+        # loopback, a free port, and no A1111 door: a private server for this process alone
+        self.config = replace(config, host="127.0.0.1", port=0, sdapi=None)
         self.token = new_token()
         self.url = ""
+        self.app: App | None = None  # once started: the application, for a look at its job book
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -33,6 +43,7 @@ class LocalServer:
             self._stop = asyncio.Event()
             device = pick_device(self.config.device)
             app = App(self.config, build_registry(self.config, device), self.token, device)
+            self.app = app
 
             def ready(url: str) -> None:
                 self.url = url
@@ -63,3 +74,53 @@ class LocalServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+@dataclass
+class Reached:
+    """A connected client, and the private server behind it when one had to be started."""
+
+    url: str
+    token: str | None
+    client: BlockingClient
+    local: LocalServer | None = None
+
+    def close(self) -> None:
+        self.client.close()
+        if self.local is not None:
+            self.local.stop()
+
+
+def find_or_start(
+    url: str | None = None,
+    token: str | None = None,
+    home: Path | None = None,
+    on_local: Callable[[], None] | None = None,
+) -> Reached:
+    """Connect to ``url`` (raising ``ServerUnavailable`` when it does not answer), or when none
+    is named to this machine's server; when that does not answer either, start a private
+    in-process server (``on_local`` is told first) and connect to it."""
+    target = url or default_url(home)
+    given = token or read_token(home)
+    client = BlockingClient(target, given, reconnect=False)
+    try:
+        client.connect()
+        return Reached(target, given, client)
+    except ServerUnavailable:
+        client.close()
+        if url:
+            raise
+    except BaseException:
+        client.close()
+        raise
+    if on_local is not None:
+        on_local()
+    local = LocalServer(load_config(home)).start()
+    client = BlockingClient(local.url, local.token, reconnect=False)
+    try:
+        client.connect()
+    except BaseException:
+        client.close()
+        local.stop()
+        raise
+    return Reached(local.url, local.token, client, local)

@@ -3,9 +3,10 @@ all of them.
 
 A record is created as soon as a submit's header passes its checks (state ``SUBMITTED``: its
 image frames are arriving), so a second submit of the same id, or a cancel, finds it at any
-moment. It outlives its connection: the final event and result frames stay in ``JobBook`` for
-``result_ttl_s`` so a client that reconnects can ``collect`` them; the decoded images are
-dropped as soon as the job ends.
+moment. Every connection that submitted it or attached to it (a resubmit of the same request, a
+``collect``) is one of its watchers and gets its events. It outlives its connections: the final
+event and result frames stay in ``JobBook`` for ``result_ttl_s`` so a client that reconnects
+can ``collect`` them; the decoded images are dropped as soon as the job ends.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ class JobRecord:
     engine: Engine
     card: ModelCard
     seed: int
-    owner: Sink | None
-    owner_id: int
+    owner_id: int  # the connection it counts against (max_queued_per_client)
+    watchers: dict[int, Sink] = field(default_factory=dict)  # connection id -> its send queue
+    uploaders: set[int] = field(default_factory=set)  # connections that send its image frames
+    declared: frozenset[tuple[str, int]] = frozenset()  # the image frames its submit names
     expected: set[tuple[str, int]] = field(default_factory=set)  # image frames still to come
     frames: dict[tuple[str, int], Image] = field(default_factory=dict)  # arrived so far
     work: EngineJob | None = None  # the decoded job, while it waits and runs
@@ -64,15 +67,15 @@ class JobRecord:
         return self.state is JobState.DONE
 
     def emit(self, event: JobEvent, binaries: list[bytes] | None = None) -> None:
-        """Send an event (binary frames first, then the JSON naming them) to the owner."""
+        """Send an event (binary frames first, then the JSON naming them) to every watcher."""
         frames: list[str | bytes] = [*(binaries or []), event.encode()]
         if isinstance(event, FINAL_EVENTS):
             self.state = JobState.DONE
             self.final_frames = frames
             self.finished_at = time.monotonic()
             self.frames, self.work = {}, None  # inputs are not kept once the job has ended
-        if self.owner is not None:
-            self.owner(frames)
+        for sink in list(self.watchers.values()):
+            sink(frames)
 
 
 class JobBook:
@@ -96,16 +99,18 @@ class JobBook:
     def unfinished_for(self, owner_id: int) -> int:
         return sum(1 for r in self._records.values() if r.owner_id == owner_id and not r.done)
 
-    def detach(self, owner_id: int) -> None:
-        """The owner's connection closed: jobs still receiving frames are dropped (they can
-        never be complete); the others keep running and their results stay collectable."""
+    def detach(self, conn_id: int) -> list[JobRecord]:
+        """A connection closed: it watches nothing any more. Jobs still receiving frames that
+        no open connection sends are dropped and returned (they can never be complete); the
+        others keep running and their results stay collectable."""
+        dropped = []
         for job_id, record in list(self._records.items()):
-            if record.owner_id != owner_id:
-                continue
-            if record.receiving:
+            record.watchers.pop(conn_id, None)
+            record.uploaders.discard(conn_id)
+            if record.receiving and not record.uploaders:
                 del self._records[job_id]
-            else:
-                record.owner = None
+                dropped.append(record)
+        return dropped
 
     def expire(self) -> None:
         now = time.monotonic()

@@ -44,6 +44,23 @@ log = logging.getLogger("brushlink.transport")
 _ids = itertools.count(1)
 
 
+def new_peer_id() -> int:
+    """A number no other peer of this process has: the job book keys owners by it."""
+    return next(_ids)
+
+
+class Peer(Protocol):
+    """Whoever submits jobs to ``App``: a websocket ``Connection``, or an in-process door such
+    as the A1111 API's facade. Events come back through ``send`` as the frames a socket would
+    carry."""
+
+    id: int
+    encoding: str  # how its result images travel (frames.ENCODINGS; "png" off loopback)
+
+    def send(self, frames: list[str | bytes]) -> None: ...
+    def send_error(self, err: BrushlinkError, job_id: str | None = None) -> None: ...
+
+
 class Service(Protocol):
     """What the transport needs from the application (``App`` provides it)."""
 
@@ -51,12 +68,12 @@ class Service(Protocol):
 
     def welcome(self, encoding: str, encodings: list[str]) -> Welcome: ...
     def rescan_models_if_stale(self) -> None: ...
-    async def submit(self, conn: Connection, submit: Submit) -> None: ...
-    async def receive_frame(self, conn: Connection, frame: BinaryFrame) -> None: ...
-    def cancel(self, conn: Connection, job_id: str) -> None: ...
+    async def submit(self, conn: Peer, submit: Submit) -> None: ...
+    async def receive_frame(self, conn: Peer, frame: BinaryFrame) -> None: ...
+    def cancel(self, conn: Peer, job_id: str) -> None: ...
     def refuse(self, job_id: str) -> None: ...
-    def collect(self, conn: Connection, job_id: str) -> bool: ...
-    def connection_closed(self, conn: Connection) -> None: ...
+    def collect(self, conn: Peer, job_id: str) -> bool: ...
+    def connection_closed(self, conn: Peer) -> None: ...
 
 
 class Connection:
@@ -64,18 +81,22 @@ class Connection:
         self.ws = ws
         self.app = app
         self.limits = limits or Limits()
-        self.id = next(_ids)
+        self.id = new_peer_id()
         self.outgoing: asyncio.Queue[list[str | bytes] | None] = asyncio.Queue()
         self.queued_bytes = 0
         self.closed = False
         self.encoding, self.encodings = negotiate(ws)
 
     def send(self, frames: list[str | bytes]) -> None:
-        """Queue frames for the writer; safe to call from the event loop at any time."""
+        """Queue frames for the writer; safe to call from the event loop at any time.
+
+        Frames that find nothing waiting are always queued, however large (a result may be
+        larger than ``max_outgoing_bytes`` on its own, and a client that reads must get it);
+        frames that would pile up past the limit behind others drop the connection."""
         if self.closed:
             return
         size = sum(len(f) for f in frames)
-        if self.queued_bytes + size > self.limits.max_outgoing_bytes:
+        if self.queued_bytes and self.queued_bytes + size > self.limits.max_outgoing_bytes:
             log.warning(
                 "dropping connection %d: %d bytes wait for a client that does not read",
                 self.id,

@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# the Blender harness's fixtures (extension_zip, blender, sd_server, blender_sd) for its test files
+pytest_plugins = ["fixtures.blender"]
 BRUSHLINK = [sys.executable, "-m", "brushlink.server.cli.main"]
 
 
@@ -28,6 +31,7 @@ class ServerProcess:
     args: list[str] = field(default_factory=list)
     port: int = 0
     url: str = ""
+    sdapi_url: str = ""  # with --sdapi: the A1111 API's base URL (http://HOST:PORT/sdapi/v1)
     process: subprocess.Popen | None = None
 
     @property
@@ -48,6 +52,8 @@ class ServerProcess:
         assert self.process.stdout is not None
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
+            if line.startswith("brushlink A1111 API on "):
+                self.sdapi_url = line.split()[-1]
             if line.startswith("brushlink listening on "):
                 self.url = line.split()[-1]
                 self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])

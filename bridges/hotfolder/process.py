@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from brushlink.plugin.errors import BrushlinkError, InvalidField
-from brushlink.plugin.frames import to_png
+from brushlink.plugin.frames import Image, to_png
 from brushlink.plugin.protocol import Result, ResultImage
 from brushlink.plugin.request import Job
 
@@ -30,8 +30,10 @@ from .images import encode_output, image_size, read_image, read_prompts
 from .journal import Entry, Journal
 from .outputs import free_name, move_durably, write_atomic
 from .recipe import (
+    CONTROL_SUFFIXES,
     IMAGE_SUFFIXES,
     PROMPT_SUFFIXES,
+    SIDECAR_SUFFIXES,
     Recipe,
     RecipeError,
     load_overrides,
@@ -40,7 +42,6 @@ from .recipe import (
 
 DONE_DIR = "done"
 FAILED_DIR = "failed"
-SIDECAR_SUFFIXES = (".mask.png", ".json")
 
 
 class Submitter(Protocol):
@@ -246,6 +247,7 @@ class Processor:
             jobs = []
             for line, prompt in enumerate(read_prompts(path), start=1):
                 job = Job(recipe.request_for(prompt=prompt), reference=self._ref(recipe))
+                job.controls = self._control_pictures(recipe, path, None)
                 jobs.append(_Job(job, f"-{line}", prompt))
             return jobs
         if suffix not in IMAGE_SUFFIXES:
@@ -257,6 +259,7 @@ class Processor:
         limit = self.submitter.max_pixels()
         png = read_image(path, limit)
         job = Job(recipe.request_for(), reference=self._ref(recipe))
+        job.controls = self._control_pictures(recipe, path, png)
         if recipe.kind == "rank":
             job.inputs = [png]
         else:
@@ -271,6 +274,25 @@ class Processor:
                 )
             job.mask = read_image(mask, limit, mode="L")
         return [_Job(job, "", recipe.request.prompt)]
+
+    def _control_pictures(self, recipe: Recipe, path: Path, image: bytes | None) -> list[Image]:
+        """One picture per control of the recipe: its sidecar (``<stem>.control.png``, then
+        ``<stem>.control-1.png``, ...) when there is one, else the input image itself (a
+        sketch dropped into a "follow my sketch" recipe)."""
+        pictures: list[Image] = []
+        for i, suffix in enumerate(CONTROL_SUFFIXES[: len(recipe.request.controls)]):
+            side = path.with_name(f"{_stem(path)}{suffix}")
+            if side.is_file() and not side.is_symlink():
+                pictures.append(read_image(side, self.submitter.max_pixels()))
+            elif image is not None:
+                pictures.append(image)
+            else:
+                raise InvalidField(
+                    f"Recipe `{recipe.name}` guides with a ControlNet: drop its picture as "
+                    f"{side.name} next to {path.name}.",
+                    field=f"controls[{i}]",
+                )
+        return pictures
 
     def _ref(self, recipe: Recipe) -> bytes | None:
         ref = recipe.reference_path()

@@ -75,6 +75,8 @@ class Recipe:
         request = Request.from_wire(self.request.to_wire())
         if prompt is not None:
             request.prompt = prompt
+        for i, control in enumerate(request.controls):
+            control.image = i  # the i-th control picture (see process.py)
         return request
 
     def with_overrides(self, data: dict[str, Any], source: str) -> Recipe:
@@ -82,10 +84,16 @@ class Recipe:
         return _parse(self.name, self.folder, _merge(self.data, data), source)
 
 
+# Files that travel with an input: its mask, its overrides, the pictures of its controls
+# (control i's picture is <stem>.control.png for the first, <stem>.control-<i>.png after).
+CONTROL_SUFFIXES = (".control.png", *(f".control-{i}.png" for i in range(1, 8)))
+SIDECAR_SUFFIXES = (".mask.png", ".json", *CONTROL_SUFFIXES)
+
+
 def is_sidecar(path: Path) -> bool:
-    """``<stem>.mask.png`` and ``<stem>.json`` travel with their input; they are not inputs."""
+    """Sidecars travel with their input; they are not inputs."""
     name = path.name.lower()
-    return name.endswith(".mask.png") or path.suffix.lower() == ".json" or name == RECIPE_FILE
+    return name.endswith(SIDECAR_SUFFIXES) or name == RECIPE_FILE
 
 
 def load_recipe(folder: Path) -> Recipe:

@@ -23,7 +23,14 @@ from watchdog.observers import Observer
 from .journal import JOURNAL_DIR, Journal
 from .outputs import remove_stale_temps
 from .process import DONE_DIR, FAILED_DIR, Outcome, Processor
-from .recipe import RECIPE_FILE, Recipe, RecipeError, is_sidecar, load_recipe
+from .recipe import (
+    RECIPE_FILE,
+    SIDECAR_SUFFIXES,
+    Recipe,
+    RecipeError,
+    is_sidecar,
+    load_recipe,
+)
 from .runner import ServerGone, Stopped
 from .settle import Settler, State, is_ignored
 
@@ -168,7 +175,7 @@ class HotFolder:
             return False
         first = self._candidates[path] = self._candidates[path] or now
         stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-        for suffix in (".mask.png", ".json"):
+        for suffix in SIDECAR_SUFFIXES:
             sidecar = path.with_name(stem + suffix)
             if sidecar.exists() and self.settler.observe(sidecar) is not State.SETTLED:
                 return False
@@ -187,7 +194,7 @@ class HotFolder:
             if self._ready(path, now):
                 del self._candidates[path]
                 stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-                for name in (path.name, stem + ".mask.png", stem + ".json"):
+                for name in (path.name, *(stem + suffix for suffix in SIDECAR_SUFFIXES)):
                     self.settler.forget(path.with_name(name))
                 self._in_flight.add(path)
                 self._todo.put(path)

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from brushlink.plugin.blocking import BlockingClient
 from brushlink.plugin.errors import BrushlinkError, ServerUnavailable
 from brushlink.plugin.frames import to_png
-from brushlink.plugin.home import default_url, read_token
 from brushlink.plugin.protocol import Message, Preview, Progress, Result
 from brushlink.plugin.request import Job, Request
 
-from ..config import load_config
 from ..files import read_image_as_png, write_atomic
-from ..inprocess import LocalServer
+from ..inprocess import find_or_start
 from . import guidance
 
 
@@ -157,35 +156,33 @@ class ProgressBar:
             self._bar = None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, build: Callable[[argparse.Namespace], Job] = build_job) -> int:
+    """Build the job from the arguments (``build``: other job commands pass their own), run
+    it, write or print what comes back; the exit code."""
     try:
-        job = build_job(args)
+        job = build(args)
     except (BrushlinkError, OSError, argparse.ArgumentTypeError) as err:
         print(f"brushlink: {err}", file=sys.stderr)
         return 2
-    home = args.home
-    url = args.server or default_url(home)
-    token = args.token or read_token(home)
-    client = BlockingClient(url, token, reconnect=False)
+
+    def say_local() -> None:
+        print("brushlink: no server running here; running the job in-process", file=sys.stderr)
+
     try:
-        try:
-            client.connect()
-        except ServerUnavailable as err:
-            if args.server:
-                print(f"brushlink: {err.message}", file=sys.stderr)
-                return 3
-            client.close()
-            print("brushlink: no server running here; running the job in-process", file=sys.stderr)
-            with LocalServer(load_config(home)) as local:
-                client = BlockingClient(local.url, local.token, reconnect=False)
-                client.connect()
-                return _run_job(client, args, job)
-        return _run_job(client, args, job)
+        reached = find_or_start(args.server, args.token, args.home, on_local=say_local)
+    except ServerUnavailable as err:
+        print(f"brushlink: {err.message}", file=sys.stderr)
+        return 3
+    except BrushlinkError as err:
+        print(f"brushlink: {err.message} [{err.code}]", file=sys.stderr)
+        return 1
+    try:
+        return _run_job(reached.client, args, job)
     except BrushlinkError as err:
         print(f"brushlink: {err.message} [{err.code}]", file=sys.stderr)
         return 1
     finally:
-        client.close()
+        reached.close()
 
 
 def _run_job(client: BlockingClient, args: argparse.Namespace, job: Job) -> int:

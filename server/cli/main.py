@@ -19,6 +19,7 @@ from brushlink.plugin.home import join_token_argument
 SUBCOMMAND_MODULES = [
     "serve",
     "jobs",  # generate, inpaint, style, rank
+    "upscale",
     "models",
     "bench",
 ]

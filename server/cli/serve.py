@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..app import App
-from ..config import ServerConfig, ensure_home, load_config
+from ..config import ServerConfig, ensure_home, load_config, parse_address
 from ..engines.catalog import build_registry, pick_device
 
 
@@ -24,8 +24,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vram-budget", help="GPU memory for loaded models, e.g. 10G")
     p.add_argument("--ram-budget", help="RAM for loaded models on the CPU, e.g. 8G")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the UNet")
+    p.add_argument(
+        "--sdapi",
+        metavar="[HOST:]PORT",
+        type=_address,
+        help="also serve the A1111 web-UI API (/sdapi/v1) there, e.g. 7860 (0 picks a free port)",
+    )
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
+
+
+def _address(text: str) -> str:
+    try:
+        parse_address(text, "127.0.0.1")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -38,6 +52,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         vram_budget=args.vram_budget,
         ram_budget=args.ram_budget,
         compile=args.compile,
+        sdapi=args.sdapi,
     )
 
 
@@ -50,6 +65,7 @@ def setup_logging(home: Path, level: str) -> None:
         handlers=handlers,
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
 
         def ready(url: str) -> None:
+            if app.sdapi_url:  # before the websocket's line, which scripts wait for
+                print(f"brushlink A1111 API on {app.sdapi_url}", flush=True)
             print(f"brushlink listening on {url}", flush=True)
 
         await app.serve(ready, stop)
@@ -73,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(main())
     except OSError as exc:
-        print(f"brushlink: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        where = getattr(exc, "address", None) or f"{config.host}:{config.port}"
+        print(f"brushlink: cannot listen on {where}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -122,6 +122,10 @@ class Engine(ABC):
         (e.g. weights a request needs that are not installed). Everything the model's card
         declares has been checked already."""
 
+    def explain_missing(self, name: str) -> None:  # noqa: B027 - optional hook
+        """No listed model is called ``name``: raise a clearer error than `unknown_model` when
+        this engine knows why (a pickled file of that name in its folders, say)."""
+
     @abstractmethod
     def run(self, job: EngineJob, ctx: JobContext) -> EngineResult:
         """Do the work on the worker thread. Raise ``BrushlinkError`` subclasses for clear failures."""

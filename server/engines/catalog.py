@@ -14,6 +14,7 @@ from .registry import EngineRegistry
 ENGINES = [
     ("rank.engine", "RankEngine"),  # before diffusers, which ranks its candidates with it
     ("diffusers.engine", "DiffusersEngine"),
+    ("upscale.engine", "UpscaleEngine"),  # after diffusers, which redraws its refine pass
     ("builtin.engine", "BuiltinEngine"),  # the model shipped in the package
     ("fill.engine", "FillEngine"),
     ("filters.engine", "FiltersEngine"),

@@ -10,7 +10,7 @@ from .base import Engine
 
 # When a request names no model, the first model of the first engine here that serves the kind
 # is used: trained models before weight-free fallbacks.
-DEFAULT_PREFERENCE = ("diffusers", "builtin", "fill", "filters", "rank")
+DEFAULT_PREFERENCE = ("diffusers", "builtin", "fill", "filters", "rank", "upscale")
 
 
 class EngineRegistry:
@@ -66,6 +66,8 @@ class EngineRegistry:
         models = self.models()
         matches = [m for m in models if m.name == name]
         if not matches:
+            for engine in self._engines.values():
+                engine.explain_missing(name)  # e.g. a pickled file of that name: say so
             names = ", ".join(sorted(m.name for m in models)) or "none"
             raise UnknownModel(
                 f"There is no model called `{name[:80]}`. Installed models: {names}.",

@@ -1,19 +1,25 @@
 """Wire images into an object's material: Image Texture -> Principled BSDF.
 
-Derived maps are estimates from the colour texture alone (no second model): height is the
-texture's luminance, the normal map its wrapped gradient (so a seamless texture gives a seamless
-normal map), roughness rises where the texture is dark (crevices) and falls where it is bright.
+The derived PBR maps (``maps.py`` says how each is estimated) go where Blender reads them:
+normal through a Normal Map node into the BSDF's Normal, roughness into Roughness, ambient
+occlusion multiplied into Base Color (the Principled BSDF has no occlusion input, so this is
+how it darkens crevices in every render engine), height through a Displacement node into the
+Material Output's Displacement, with the material set to true displacement (the normal map
+already gives the fine relief; bump from the height as well would count it twice). Add a
+Subdivision Surface modifier to see the displacement.
 """
 
 from __future__ import annotations
 
 import bpy
-import numpy as np
 
 NODE_NAME = "brushlink texture"
 NORMAL_NODE_NAME = "brushlink normal"
 ROUGHNESS_NODE_NAME = "brushlink roughness"
+HEIGHT_NODE_NAME = "brushlink height"
+OCCLUSION_NODE_NAME = "brushlink occlusion"
 NORMAL_STRENGTH = 1.0
+DISPLACEMENT_SCALE = 0.05  # metres at full height, around a midlevel of 0.5
 
 
 def can_hold_material(obj: bpy.types.Object | None) -> bool:
@@ -98,50 +104,66 @@ def wire_base_color(
     return node
 
 
+def _output(material: bpy.types.Material) -> bpy.types.Node:
+    nodes = material.node_tree.nodes
+    return next(
+        (n for n in nodes if n.type == "OUTPUT_MATERIAL" and n.is_active_output), None
+    ) or next(n for n in nodes if n.type == "OUTPUT_MATERIAL")
+
+
+def _socket(sockets, identifier: str):
+    """A socket by identifier: the Mix node has an "A" for floats, vectors and colours."""
+    return next(s for s in sockets if s.identifier == identifier)
+
+
+def _helper(material: bpy.types.Material, kind: str, name: str, location) -> bpy.types.Node:
+    nodes = material.node_tree.nodes
+    node = nodes.get(name)
+    if node is None or node.bl_idname != kind:
+        node = nodes.new(kind)
+        node.name = name
+        node.location = location
+    node.label = name
+    return node
+
+
 def wire_derived(
     obj: bpy.types.Object,
     material: bpy.types.Material,
-    normal: bpy.types.Image,
-    roughness: bpy.types.Image,
+    maps: dict[str, bpy.types.Image],
 ) -> None:
-    nodes, links = material.node_tree.nodes, material.node_tree.links
+    """Wire the derived maps (``normal``, ``roughness``, ``height``, ``occlusion``)."""
+    links = material.node_tree.links
     bsdf = principled(material)
     x, y = bsdf.location.x, bsdf.location.y
-    rough_node = _image_node(material, ROUGHNESS_NODE_NAME, roughness, (x - 650, y - 300))
-    normal_node = _image_node(material, NORMAL_NODE_NAME, normal, (x - 650, y - 600))
-    for node in (rough_node, normal_node):
+    rough_node = _image_node(material, ROUGHNESS_NODE_NAME, maps["roughness"], (x - 650, y - 300))
+    normal_node = _image_node(material, NORMAL_NODE_NAME, maps["normal"], (x - 650, y - 600))
+    height_node = _image_node(material, HEIGHT_NODE_NAME, maps["height"], (x - 650, y - 900))
+    ao_node = _image_node(material, OCCLUSION_NODE_NAME, maps["occlusion"], (x - 650, y + 300))
+    for node in (rough_node, normal_node, height_node, ao_node):
         _project(material, obj, node)
     links.new(rough_node.outputs["Color"], bsdf.inputs["Roughness"])
-    normal_map = nodes.get("brushlink normal map") or nodes.new("ShaderNodeNormalMap")
-    normal_map.name = "brushlink normal map"
-    normal_map.location = (x - 300, y - 600)
+    normal_map = _helper(
+        material, "ShaderNodeNormalMap", "brushlink normal map", (x - 300, y - 600)
+    )
     normal_map.inputs["Strength"].default_value = NORMAL_STRENGTH
     links.new(normal_node.outputs["Color"], normal_map.inputs["Color"])
     links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
-
-
-def derive_maps(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tangent-space normal map (RGBA) and roughness (H x W) from a texture (top row first)."""
-    luma = rgba[..., 0] * 0.2126 + rgba[..., 1] * 0.7152 + rgba[..., 2] * 0.0722
-    height = _blur(luma)
-    # Central differences with wrap-around: a tiling texture keeps tiling.
-    dx = (np.roll(height, -1, axis=1) - np.roll(height, 1, axis=1)) * 0.5
-    dy = (np.roll(height, 1, axis=0) - np.roll(height, -1, axis=0)) * 0.5  # up = +y
-    scale = 8.0  # luminance steps are small; scale them into visible slopes
-    nx, ny, nz = -dx * scale, -dy * scale, np.ones_like(height)
-    length = np.sqrt(nx * nx + ny * ny + nz * nz)
-    normal = np.stack([nx / length, ny / length, nz / length], axis=2) * 0.5 + 0.5
-    normal = np.concatenate([normal, np.ones_like(height)[..., None]], axis=2)
-    lo, hi = float(luma.min()), float(luma.max())
-    spread = (luma - lo) / (hi - lo) if hi > lo else np.full_like(luma, 0.5)
-    roughness = 0.9 - 0.5 * spread
-    return normal.astype(np.float32), roughness.astype(np.float32)
-
-
-def _blur(values: np.ndarray) -> np.ndarray:
-    """3x3 box blur with wrap-around: takes the pixel noise out of the height estimate."""
-    out = np.zeros_like(values)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            out += np.roll(np.roll(values, dy, axis=0), dx, axis=1)
-    return out / 9.0
+    # occlusion darkens the colour: texture x AO into Base Color
+    colour = material.node_tree.nodes[NODE_NAME]
+    multiply = _helper(material, "ShaderNodeMix", "brushlink occlusion mix", (x - 300, y + 150))
+    multiply.data_type = "RGBA"
+    multiply.blend_type = "MULTIPLY"
+    multiply.inputs["Factor"].default_value = 1.0
+    links.new(colour.outputs["Color"], _socket(multiply.inputs, "A_Color"))
+    links.new(ao_node.outputs["Color"], _socket(multiply.inputs, "B_Color"))
+    links.new(_socket(multiply.outputs, "Result_Color"), bsdf.inputs["Base Color"])
+    output = _output(material)
+    displacement = _helper(
+        material, "ShaderNodeDisplacement", "brushlink displacement", (x, y - 900)
+    )
+    displacement.inputs["Midlevel"].default_value = 0.5
+    displacement.inputs["Scale"].default_value = DISPLACEMENT_SCALE
+    links.new(height_node.outputs["Color"], displacement.inputs["Height"])
+    links.new(displacement.outputs["Displacement"], output.inputs["Displacement"])
+    material.displacement_method = "DISPLACEMENT"

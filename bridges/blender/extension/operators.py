@@ -1,26 +1,37 @@
-"""``bpy.ops.brushlink.*``: build a request from the scene's settings and hand it to the worker.
+"""``bpy.ops.brushlink.*``: build a request and hand it to the worker.
 
-Operators check what they can before anything leaves Blender (a prompt, an object, a mask) and
-report in the status bar. In the UI they return at once and the job reports when it ends; in
-background mode they block, so a script sees ``{'FINISHED'}`` with the result in place, or an
-error report (which ``bpy.ops`` raises as ``RuntimeError`` in scripts).
+Each operator takes its settings as keyword arguments and falls back to the scene's settings
+(``settings.py``): ``bpy.ops.brushlink.texture_fill(prompt="mossy stone", seed=7)`` works as
+Blender's own operators do and leaves the panel's fields as they were. Operators check what
+they can before anything leaves Blender (a prompt, an object, a mask) and report in the status
+bar. In the UI they return at once and the job reports when it ends; in background mode they
+block, so a script sees ``{'FINISHED'}`` with the result in place, or an error report (which
+``bpy.ops`` raises as ``RuntimeError`` in scripts).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import bpy
 import numpy as np
 
+from brushlink.plugin.errors import BrushlinkError
 from brushlink.plugin.request import InpaintParams, Job, Request
 
 from . import images, materials, placement
+from .settings import Settings, keywords
 from .worker import WORKER, Outcome, Placement
 
 
 def _props(context: bpy.types.Context):
     return context.scene.brushlink
+
+
+class Refusal(ValueError):
+    """A problem found before sending: reported as it is, nothing changed."""
 
 
 def _report_later(outcome: Outcome) -> None:
@@ -41,8 +52,41 @@ def _launch(
     return {"FINISHED"} if outcome.level == "INFO" else {"CANCELLED"}
 
 
-def context_image(context: bpy.types.Context) -> bpy.types.Image | None:
-    """The Image Editor's image, the Shader Editor's active image node, else the scene setting."""
+Builder = Callable[[bpy.types.Context, Settings], tuple[Job, Placement]]
+
+
+class JobOperator:
+    """An operator that builds one job from its settings and runs it."""
+
+    label = "Job"
+
+    @staticmethod
+    def build(context: bpy.types.Context, settings: Settings) -> tuple[Job, Placement]:
+        raise NotImplementedError
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        op: Any = self
+        try:
+            job, where = self.build(context, Settings(op, context))
+        except ValueError as exc:  # Refusal, a seed or a name that is wrong
+            op.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except BrushlinkError as exc:  # asking the server (what it offers) failed
+            op.report({"ERROR"}, f"{self.label} failed ({exc.code}): {exc.message}")
+            return {"CANCELLED"}
+        except RuntimeError as exc:  # Blender could not render the depth pass
+            op.report({"ERROR"}, f"{self.label} failed: {exc}")
+            return {"CANCELLED"}
+        return _launch(op, context, job, where)
+
+
+def context_image(
+    context: bpy.types.Context, settings: Settings | None = None
+) -> bpy.types.Image | None:
+    """The ``image`` keyword, the Image Editor's image, the Shader Editor's active image node,
+    else the scene setting."""
+    if settings is not None and (named := settings.datablock("image", bpy.data.images)):
+        return named
     space = context.space_data
     if space is not None and space.type == "IMAGE_EDITOR" and space.image is not None:
         return space.image
@@ -53,99 +97,116 @@ def context_image(context: bpy.types.Context) -> bpy.types.Image | None:
     return _props(context).source_image
 
 
-class BRUSHLINK_OT_texture_fill(bpy.types.Operator):
+@keywords(
+    {
+        "prompt": "prompt",
+        "negative_prompt": "negative_prompt",
+        "width": "width",
+        "height": "height",
+        "candidates": "candidates",
+        "steps": "steps",
+        "seamless": "seamless",
+        "derived_maps": "derived_maps",
+        "model": "texture_model",
+    },
+    named=("object",),
+    seed=True,
+)
+class BRUSHLINK_OT_texture_fill(JobOperator, bpy.types.Operator):
     """Generate a texture from the prompt and wire it into the active object's material"""
 
     bl_idname = "brushlink.texture_fill"
     bl_label = "Texture Fill"
     bl_options = {"REGISTER"}
+    label = "Texture fill"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        props = _props(context)
-        obj = context.active_object
-        if not materials.can_hold_material(obj):
-            self.report({"ERROR"}, "Select an object that can have a material (e.g. a mesh).")
-            return {"CANCELLED"}
-        prompt = props.prompt.strip()
-        if not prompt:
-            self.report({"ERROR"}, "Type what the texture should show in the Prompt field.")
-            return {"CANCELLED"}
-        try:
-            seed = placement.parse_seed(props.seed)
-        except ValueError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        request = Request(
-            kind="generate",
-            prompt=prompt,
-            negative_prompt=props.negative_prompt.strip(),
-            model=props.texture_model.strip() or None,
-            width=props.width,
-            height=props.height,
-            seed=seed,
-            steps=props.steps or None,
-            candidates=props.candidates,
-            keep=1,
-            tile="xy" if props.seamless else "none",
-        )
-        where = placement.TextureFill(obj, request, props.width, props.height, props.derived_maps)
-        return _launch(self, context, Job(request), where)
+    @staticmethod
+    def build(context: bpy.types.Context, settings: Settings) -> tuple[Job, Placement]:
+        return build_texture_fill(context, settings)
 
 
-class BRUSHLINK_OT_inpaint_image(bpy.types.Operator):
+def build_texture_fill(
+    context: bpy.types.Context, settings: Settings
+) -> tuple[Job, placement.TextureFill]:
+    obj = settings.datablock("object", bpy.data.objects) or context.active_object
+    if not materials.can_hold_material(obj):
+        raise Refusal("Select an object that can have a material (e.g. a mesh).")
+    prompt = settings.prompt.strip()
+    if not prompt:
+        raise Refusal("Type what the texture should show in the Prompt field.")
+    request = Request(
+        kind="generate",
+        prompt=prompt,
+        negative_prompt=settings.negative_prompt.strip(),
+        model=settings.model.strip() or None,
+        width=settings.width,
+        height=settings.height,
+        seed=settings.seed(),
+        steps=settings.steps or None,
+        candidates=settings.candidates,
+        keep=1,
+        tile="xy" if settings.seamless else "none",
+    )
+    where = placement.TextureFill(
+        obj, request, settings.width, settings.height, settings.derived_maps
+    )
+    return Job(request), where
+
+
+@keywords(
+    {"prompt": "inpaint_prompt", "model": "inpaint_model"},
+    named=("image", "mask"),
+    seed=True,
+)
+class BRUSHLINK_OT_inpaint_image(JobOperator, bpy.types.Operator):
     """Regenerate the masked region of the image: its transparent pixels or the mask image"""
 
     bl_idname = "brushlink.inpaint_image"
     bl_label = "Inpaint Image"
     bl_options = {"REGISTER"}
+    label = "Inpaint"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        props = _props(context)
-        image = context_image(context)
+    @staticmethod
+    def build(context: bpy.types.Context, settings: Settings) -> tuple[Job, Placement]:
+        image = context_image(context, settings)
         if image is None:
-            self.report({"ERROR"}, "Open an image in the Image Editor or choose one in the panel.")
-            return {"CANCELLED"}
-        try:
-            original = images.read_rgba(image)
-        except ValueError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+            raise Refusal("Open an image in the Image Editor or choose one in the panel.")
+        original = images.read_rgba(image)
         height, width = original.shape[:2]
-        if props.mask_image is not None:
-            mask_rgba = images.read_rgba(props.mask_image)
+        mask_image = settings.datablock("mask", bpy.data.images)
+        mask_image = mask_image or context.scene.brushlink.mask_image
+        if mask_image is not None:
+            mask_rgba = images.read_rgba(mask_image)
             if mask_rgba.shape[:2] != (height, width):
-                self.report(
-                    {"ERROR"},
-                    f"The mask “{props.mask_image.name}” is {mask_rgba.shape[1]}×"
-                    f"{mask_rgba.shape[0]}; the image is {width}×{height}.",
+                raise Refusal(
+                    f"The mask “{mask_image.name}” is {mask_rgba.shape[1]}×"
+                    f"{mask_rgba.shape[0]}; the image is {width}×{height}."
                 )
-                return {"CANCELLED"}
             mask = mask_rgba[..., :3].mean(axis=2) * mask_rgba[..., 3]
         else:
             mask = 1.0 - original[..., 3]
         mask = np.clip(mask, 0.0, 1.0).astype(np.float32)
         if not (mask > 0).any():
-            self.report(
-                {"ERROR"},
+            raise Refusal(
                 "Nothing to inpaint: erase the region with an Erase Alpha brush, "
-                "or choose a mask image (white = regenerate).",
+                "or choose a mask image (white = regenerate)."
             )
-            return {"CANCELLED"}
         # the server grows and feathers the mask, and answers with the new pixels and their
         # blend weight as alpha, so unmasked pixels keep their own (float) values here
         request = Request(
             kind="inpaint",
-            prompt=props.inpaint_prompt.strip(),
-            model=props.inpaint_model.strip() or None,
+            prompt=settings.prompt.strip(),
+            model=settings.model.strip() or None,
+            seed=settings.seed(),
             inpaint=InpaintParams(output="layer"),
         )
         opaque = original.copy()
         opaque[..., 3] = 1.0
         job = Job(request, image=images.array_png(opaque), mask=images.mask_png(mask))
-        where = placement.Inpaint(image, original, mask)
-        return _launch(self, context, job, where)
+        return job, placement.Inpaint(image, original, mask)
 
 
+@keywords({}, named=("image",))
 class BRUSHLINK_OT_revert_inpaint(bpy.types.Operator):
     """Put back the pixels from before the last inpaint of this image"""
 
@@ -153,7 +214,11 @@ class BRUSHLINK_OT_revert_inpaint(bpy.types.Operator):
     bl_label = "Revert Inpaint"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        image = context_image(context)
+        try:
+            image = context_image(context, Settings(self, context))
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         if image is None or not placement.revert_inpaint(image):
             self.report({"WARNING"}, "No inpaint of this image to revert.")
             return {"CANCELLED"}
@@ -161,47 +226,52 @@ class BRUSHLINK_OT_revert_inpaint(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class BRUSHLINK_OT_style_image(bpy.types.Operator):
+@keywords(
+    {
+        "mode": "style_mode",
+        "style": "style",
+        "prompt": "style_prompt",
+        "strength": "strength",
+        "model": "style_model",
+    },
+    named=("image", "reference"),
+    seed=True,
+)
+class BRUSHLINK_OT_style_image(JobOperator, bpy.types.Operator):
     """Restyle the image into a new image: by style name, by prompt, or like a reference image"""
 
     bl_idname = "brushlink.style_image"
     bl_label = "Restyle Image"
     bl_options = {"REGISTER"}
+    label = "Style"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        props = _props(context)
-        image = context_image(context)
+    @staticmethod
+    def build(context: bpy.types.Context, settings: Settings) -> tuple[Job, Placement]:
+        image = context_image(context, settings)
         if image is None:
-            self.report({"ERROR"}, "Open an image in the Image Editor or choose one in the panel.")
-            return {"CANCELLED"}
-        request = Request(kind="style", model=props.style_model.strip() or None)
+            raise Refusal("Open an image in the Image Editor or choose one in the panel.")
+        request = Request(kind="style", model=settings.model.strip() or None, seed=settings.seed())
         reference = None
-        if props.style_mode == "NAMED":
-            request.style = props.style.strip() or None
+        if settings.mode == "NAMED":
+            request.style = settings.style.strip() or None
             if request.style is None:
-                self.report({"ERROR"}, "Type a style name (e.g. sketch, watercolor).")
-                return {"CANCELLED"}
+                raise Refusal("Type a style name (e.g. sketch, watercolor).")
             look = request.style
-        elif props.style_mode == "PROMPT":
-            request.prompt = props.style_prompt.strip()
-            request.strength = props.strength
+        elif settings.mode == "PROMPT":
+            request.prompt = settings.prompt.strip()
+            request.strength = settings.strength
             if not request.prompt:
-                self.report({"ERROR"}, "Describe the new look in the Prompt field.")
-                return {"CANCELLED"}
+                raise Refusal("Describe the new look in the Prompt field.")
             look = request.prompt[:30]
         else:
-            if props.reference_image is None:
-                self.report({"ERROR"}, "Choose a reference image.")
-                return {"CANCELLED"}
-            reference = images.image_png(props.reference_image)
-            look = f"like {props.reference_image.name}"
-        try:
-            source = images.image_png(image)
-        except ValueError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        job = Job(request, image=source, reference=reference)
-        return _launch(self, context, job, placement.Style(image, look))
+            ref = settings.datablock("reference", bpy.data.images)
+            ref = ref or context.scene.brushlink.reference_image
+            if ref is None:
+                raise Refusal("Choose a reference image.")
+            reference = images.image_png(ref)
+            look = f"like {ref.name}"
+        job = Job(request, image=images.image_png(image), reference=reference)
+        return job, placement.Style(image, look)
 
 
 class BRUSHLINK_OT_cancel(bpy.types.Operator):

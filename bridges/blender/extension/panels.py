@@ -16,7 +16,14 @@ def _status(layout: bpy.types.UILayout, props) -> None:
         layout.label(text=props.status, icon="INFO")
 
 
-def _texture_fill(layout: bpy.types.UILayout, props) -> None:
+def _model(layout: bpy.types.UILayout, props, name: str, wm, listed: str) -> None:
+    """A model field with the server's names to pick from (after Refresh), and Refresh."""
+    row = layout.row(align=True)
+    row.prop_search(props, name, wm, listed)
+    row.operator("brushlink.refresh", text="", icon="FILE_REFRESH")
+
+
+def _texture_fill(layout: bpy.types.UILayout, props, wm) -> None:
     box = layout.box()
     box.label(text="Texture Fill", icon="TEXTURE")
     box.prop(props, "prompt")
@@ -30,8 +37,20 @@ def _texture_fill(layout: bpy.types.UILayout, props) -> None:
     box.prop(props, "steps")
     box.prop(props, "seamless")
     box.prop(props, "derived_maps")
-    box.prop(props, "texture_model")
+    _model(box, props, "texture_model", wm, "brushlink_models")
     box.operator("brushlink.texture_fill", icon="MATERIAL")
+
+
+def _project(layout: bpy.types.UILayout, props, wm) -> None:
+    box = layout.box()
+    box.label(text="Project from View (prompt and model above)", icon="CAMERA_DATA")
+    _model(box, props, "controlnet", wm, "brushlink_controlnets")
+    box.prop(props, "control_strength")
+    row = box.row(align=True)
+    row.prop(props, "project_size")
+    row.prop(props, "bake_size")
+    box.prop(props, "seam_blend")
+    box.operator("brushlink.project_from_view", icon="MOD_UVPROJECT")
 
 
 def _image_tools(layout: bpy.types.UILayout, props, show_source: bool) -> None:
@@ -60,6 +79,16 @@ def _image_tools(layout: bpy.types.UILayout, props, show_source: bool) -> None:
     box.operator("brushlink.style_image", icon="IMAGE")
 
 
+def _restyle_render(layout: bpy.types.UILayout, props, wm) -> None:
+    box = layout.box()
+    box.label(text="Restyle Render", icon="RENDER_RESULT")
+    box.prop(props, "style_prompt")
+    box.prop(props, "strength")
+    _model(box, props, "controlnet", wm, "brushlink_controlnets")
+    box.prop(props, "restyle_renders")
+    box.operator("brushlink.restyle_render", icon="RENDER_STILL")
+
+
 class _Sidebar:
     bl_region_type = "UI"
     bl_category = "brushlink"
@@ -71,9 +100,11 @@ class BRUSHLINK_PT_view3d(_Sidebar, bpy.types.Panel):
     bl_space_type = "VIEW_3D"
 
     def draw(self, context: bpy.types.Context) -> None:
-        props = context.scene.brushlink
+        props, wm = context.scene.brushlink, context.window_manager
         _status(self.layout, props)
-        _texture_fill(self.layout, props)
+        _texture_fill(self.layout, props, wm)
+        _project(self.layout, props, wm)
+        _restyle_render(self.layout, props, wm)
 
 
 class BRUSHLINK_PT_image_editor(_Sidebar, bpy.types.Panel):
@@ -89,6 +120,7 @@ class BRUSHLINK_PT_image_editor(_Sidebar, bpy.types.Panel):
             note = f" ({undo} inpaint(s) to revert)" if undo else ""
             self.layout.label(text=f"Image: {image.name}{note}")
         _image_tools(self.layout, props, show_source=image is None)
+        _restyle_render(self.layout, props, context.window_manager)
 
 
 class BRUSHLINK_PT_shader_editor(_Sidebar, bpy.types.Panel):
@@ -102,7 +134,7 @@ class BRUSHLINK_PT_shader_editor(_Sidebar, bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         props = context.scene.brushlink
         _status(self.layout, props)
-        _texture_fill(self.layout, props)
+        _texture_fill(self.layout, props, context.window_manager)
         _image_tools(self.layout, props, show_source=True)
 
 

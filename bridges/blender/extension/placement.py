@@ -13,7 +13,7 @@ from brushlink.plugin.errors import ImageMismatch
 from brushlink.plugin.protocol import Result
 from brushlink.plugin.request import Request
 
-from . import images, materials
+from . import images, maps, materials
 from .worker import Placement
 
 # Pixels before each in-place inpaint, newest last, so "Revert Inpaint" can step back.
@@ -31,21 +31,7 @@ def _fit(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
     return rgba[rows][:, cols]
 
 
-MAX_SEED = 2**32 - 1
-
-
-def parse_seed(text: str) -> int | None:
-    """The scene's seed field: empty = random, else a whole number from 0 to 2^32 - 1 (a
-    string, because Blender's integer properties stop at 2^31 - 1)."""
-    text = text.strip()
-    if not text or text == "-1":
-        return None
-    if not text.isdigit() or int(text) > MAX_SEED:
-        raise ValueError(f"The seed must be empty (random) or a whole number up to {MAX_SEED}.")
-    return int(text)
-
-
-def _best(result: Result) -> tuple[np.ndarray, int | None]:
+def best(result: Result) -> tuple[np.ndarray, int | None]:
     found = result.images
     if not found or found[0].data is None:
         raise ImageMismatch("The server's result holds no image.")
@@ -88,7 +74,7 @@ class TextureFill(Placement):
         obj = bpy.data.objects.get(self.object_name)
         if obj is None:
             raise ImageMismatch(f"The object “{self.object_name}” is gone.")
-        rgba, seed = _best(result)
+        rgba, seed = best(result)
         height, width = rgba.shape[:2]
         image = self._image()
         images.write_rgba(image, rgba)
@@ -109,15 +95,21 @@ class TextureFill(Placement):
             self.made.append(material)
         materials.wire_base_color(obj, material, image)
         if self.derived:
-            normal_rgba, rough = materials.derive_maps(rgba)
-            normal = images.new_image(f"{image.name} normal", width, height, non_color=True)
-            roughness = images.new_image(f"{image.name} roughness", width, height, non_color=True)
-            images.write_rgba(normal, normal_rgba)
-            images.write_rgba(roughness, np.repeat(rough[..., None], 4, axis=2).clip(0, 1))
-            for extra in (normal, roughness):
-                self.made.append(extra)
+            derived = maps.derive_maps(rgba, wrap=self.request.tile == "xy")
+            made = {
+                "normal": derived.normal,
+                "roughness": maps.grey_rgba(derived.roughness),
+                "height": maps.grey_rgba(derived.height),
+                "occlusion": maps.grey_rgba(derived.occlusion),
+            }
+            wired = {}
+            for kind, pixels in made.items():
+                extra = images.new_image(f"{image.name} {kind}", width, height, non_color=True)
+                images.write_rgba(extra, pixels)
                 images.pack(extra)
-            materials.wire_derived(obj, material, normal, roughness)
+                self.made.append(extra)
+                wired[kind] = extra
+            materials.wire_derived(obj, material, wired)
         seed_text = f", seed {seed}" if seed is not None else ""
         return f"“{image.name}” ({width}×{height}{seed_text}) on material “{material.name}”."
 
@@ -173,7 +165,7 @@ class Inpaint(Placement):
 
     def result(self, result: Result) -> str:
         image = self._target()
-        generated, _ = _best(result)
+        generated, _ = best(result)
         if generated.shape != self.original.shape:
             raise ImageMismatch(
                 f"The server returned {generated.shape[1]}×{generated.shape[0]} pixels for a "
@@ -211,17 +203,18 @@ class Style(Placement):
 
     label = "Style"
 
-    def __init__(self, source: bpy.types.Image, look: str):
+    def __init__(self, source: bpy.types.Image, look: str, note: str = ""):
         self.source_name = source.name
         self.look = look
+        self.note = note  # added to the report (e.g. what guided it)
         self.image: bpy.types.Image | None = None
 
     def result(self, result: Result) -> str:
-        rgba, _ = _best(result)
+        rgba, _ = best(result)
         height, width = rgba.shape[:2]
         image = images.new_image(f"{self.source_name} ({self.look})", width, height)
         images.write_rgba(image, rgba)
         images.pack(image)
         self.image = image
         _show_in_image_editors(bpy.data.images.get(self.source_name), image)
-        return f"Restyled “{self.source_name}” into “{image.name}”."
+        return f"Restyled “{self.source_name}” into “{image.name}”{self.note}."

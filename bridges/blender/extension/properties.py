@@ -43,12 +43,51 @@ class BrushlinkSceneProperties(bpy.types.PropertyGroup):
         default=True,
     )
     derived_maps: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Normal and Roughness",
-        description="Also derive a normal map (from a height estimate) and a roughness map",
+        name="PBR Maps",
+        description="Also derive normal, roughness, height and ambient occlusion maps",
         default=False,
     )
     texture_model: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Model", description="Generation model; empty: the server's default", default=""
+    )
+    # --- project from view (uses the prompt, seed, steps and model above)
+    controlnet: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="ControlNet",
+        description="The depth ControlNet; empty: one of the server's for the model",
+        default="",
+    )
+    control_strength: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Depth Strength",
+        description="How closely the picture follows the depth (0: not at all)",
+        default=1.0,
+        min=0.0,
+        max=2.0,
+    )
+    project_size: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="View Size",
+        description="The generated view's longer side; the other follows the camera",
+        default=512,
+        min=64,
+        max=2048,
+        step=64,
+        subtype="PIXEL",
+    )
+    bake_size: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Bake Size",
+        description="Side of the texture made for an object that has none yet",
+        default=1024,
+        min=64,
+        max=8192,
+        step=64,
+        subtype="PIXEL",
+    )
+    seam_blend: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Seam Blend",
+        description="Texels over which the projection fades in from the selection's edge",
+        default=32,
+        min=0,
+        max=256,
+        subtype="PIXEL",
     )
     # --- image inpainting and restyling
     source_image: bpy.props.PointerProperty(  # type: ignore[valid-type]
@@ -100,6 +139,11 @@ class BrushlinkSceneProperties(bpy.types.PropertyGroup):
     style_model: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Model", description="Style model; empty: the server's default", default=""
     )
+    restyle_renders: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Restyle Every Render",
+        description="After each render, restyle it by the prompt (the render is never held up)",
+        default=False,
+    )
     # --- state shown in the panels (written by the worker on the main thread)
     status: bpy.props.StringProperty(name="Status", default="")  # type: ignore[valid-type]
     progress: bpy.props.FloatProperty(  # type: ignore[valid-type]
@@ -108,12 +152,23 @@ class BrushlinkSceneProperties(bpy.types.PropertyGroup):
     running: bpy.props.BoolProperty(name="Running", default=False)  # type: ignore[valid-type]
 
 
-CLASSES = (BrushlinkSceneProperties,)
+class BrushlinkServerItem(bpy.types.PropertyGroup):
+    """A model or add-on the server offers (the panel's lists; not saved with the file)."""
+
+    family: bpy.props.StringProperty(name="Family", default="")  # type: ignore[valid-type]
+
+
+CLASSES = (BrushlinkSceneProperties, BrushlinkServerItem)
 
 
 def register() -> None:
     bpy.types.Scene.brushlink = bpy.props.PointerProperty(type=BrushlinkSceneProperties)
+    wm = bpy.types.WindowManager
+    wm.brushlink_models = bpy.props.CollectionProperty(type=BrushlinkServerItem)
+    wm.brushlink_controlnets = bpy.props.CollectionProperty(type=BrushlinkServerItem)
 
 
 def unregister() -> None:
+    del bpy.types.WindowManager.brushlink_controlnets
+    del bpy.types.WindowManager.brushlink_models
     del bpy.types.Scene.brushlink

@@ -19,7 +19,7 @@ import bpy
 
 from brushlink.plugin.errors import BrushlinkError, JobWasCancelled
 from brushlink.plugin.host import HostRunner, Mailbox, RunningJob
-from brushlink.plugin.protocol import Message, Preview, Progress, Result
+from brushlink.plugin.protocol import Message, Preview, Progress, Result, Welcome
 from brushlink.plugin.request import Job
 
 from . import preferences
@@ -91,6 +91,15 @@ class Worker:
                 url, token, deliver=self.mailbox.put, open_timeout=CONNECT_SECONDS
             )
         return self._runner
+
+    def welcome(self, fresh: bool = False) -> Welcome:
+        """Main thread: what the server offers (models, add-ons), from the shared connection's
+        greeting; connects if there is none (``fresh``: a new connection, unless jobs run).
+        Raises ``ServerUnavailable``, ``Unauthorized``."""
+        if fresh and not self._jobs and self._runner is not None:
+            self._runner.close(wait=0)
+            self._runner = None
+        return self._runner_for(preferences.server_url(), preferences.server_token()).welcome()
 
     def close(self) -> None:
         """Unregistering: let go of every job, drop the timer, close the connection (waiting
