@@ -294,8 +294,13 @@ def test_upscale_builds_its_request_and_places_its_layer(report: dict) -> None:
     whole = entry["whole_layer"]
     assert whole["canvas"] == [1200, 800] and whole["bounds"] == [0, 0, 1200, 800]
     assert whole["background_bounds"] == [0, 0, 1200, 800]  # the layers grew with the canvas
-    if entry["server_upscalers"]:
-        assert entry["real"]["canvas"] == [1024, 1024]
+    # end to end: the server's upscale engine
+    assert "lanczos-sharp" in entry["server_upscalers"]
+    assert entry["real_whole"] == {
+        "name": "[brushlink] upscale ×2", "bounds": [0, 0, 1024, 1024], "canvas": [1024, 1024]
+    }  # fmt: skip
+    assert entry["real_part"] == {"bounds": [100, 60, 200, 160], "canvas": [1024, 1024]}
+    assert entry["refined"] == {"bounds": [0, 0, 256, 256], "canvas": [256, 256]}
 
 
 def test_raw_pixels_go_out_and_come_back(report: dict) -> None:
@@ -375,3 +380,6 @@ def test_docker_shows_only_each_modes_fields(report: dict) -> None:
     assert entry["saved_controls"] == ["Sketch"]  # kept with the document
     assert entry["restored_controls"] == entry["options"]["controls"]
     assert entry["upscale_options"] == {"scale": 4, "refine": "tiny", "strength": 0.3}
+    upscaled = entry["docker_upscale"]
+    assert upscaled["status"] == "Done: [brushlink] upscale ×2"
+    assert upscaled["canvas"] == [256, 256] and "[brushlink] upscale ×2" in upscaled["layers"]

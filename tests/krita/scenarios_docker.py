@@ -146,7 +146,16 @@ def docker_modes():
     fresh.document_override = doc
     fresh.canvasChanged(None)
     info["restored_controls"] = [c.__dict__ for c in fresh.controls_panel.values()]
-    docker.mode.setCurrentText("upscale")
+    docker.mode.setCurrentText("upscale")  # end to end: the server's weight-free upscaler
+    docker.model.setCurrentText("lanczos-sharp")
+    docker.scale.setCurrentText("×2")
+    docker.generate_button.click()
+    wait_until(lambda: docker.job is None, limit_s=300)
+    info["docker_upscale"] = {
+        "status": docker.status.text(),
+        "canvas": [doc.width(), doc.height()],
+        "layers": names(doc),
+    }
     docker.scale.setCurrentText("×4")
     docker.refine.setChecked(True)
     info["upscale_options"] = docker.options().request.to_wire()["upscale"]

@@ -178,14 +178,26 @@ def upscale_request_and_placement():
         "background_bounds": rect(background),
         "names": names(doc),
     }
-    models = brushlink_krita.models(url=URL)
-    upscalers = [m.name for m in models if "upscale" in m.kinds]
-    info["server_upscalers"] = upscalers
-    if upscalers:
-        doc = open_photo("astronaut")
-        doc.setSelection(Selection())
-        layer = brushlink_krita.upscale(doc, scale=2, model=upscalers[0], url=URL, timeout=300)
-        info["real"] = {"bounds": rect(layer), "canvas": [doc.width(), doc.height()]}
+    # Real upscales: the weight-free default on the plain server, the whole image and a
+    # selection; a tiny ESRGAN and a refine pass with the tiny checkpoint on the other.
+    info["server_upscalers"] = [m.name for m in brushlink_krita.models(url=URL)
+                                if "upscale" in m.kinds]  # fmt: skip
+    doc = open_photo("astronaut")
+    doc.setSelection(Selection())
+    layer = brushlink_krita.upscale(doc, scale=2, url=URL, timeout=300)
+    info["real_whole"] = {"name": layer.name(), "bounds": rect(layer),
+                          "canvas": [doc.width(), doc.height()]}  # fmt: skip
+    rect_selection(doc, 100, 60, 50, 40)
+    layer = brushlink_krita.upscale(doc, scale=4, url=URL, timeout=300)
+    info["real_part"] = {"bounds": rect(layer), "canvas": [doc.width(), doc.height()]}
+    doc = new_document(64, 64, "small")
+    lines_layer(doc, "Paint", lambda x, y: (x // 8 + y // 8) % 2 == 0)
+    doc.setSelection(Selection())
+    where = {"url": CONFIG["sd_url"], "token": CONFIG["sd_token"], "timeout": 300}
+    layer = brushlink_krita.upscale(
+        doc, scale=4, model="tiny-x4", refine="tiny", strength=0.3, prompt="tiles", **where
+    )
+    info["refined"] = {"bounds": rect(layer), "canvas": [doc.width(), doc.height()]}
     return info
 
 

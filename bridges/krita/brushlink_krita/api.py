@@ -74,6 +74,9 @@ def start(
         if error is not None or result is None:
             on_done(None, as_brushlink_error(error or errors.InternalError()))
             return
+        if job.kind == "upscale" and not job.request.upscale.refine:
+            for image in result.images:
+                image.seed = None  # a plain upscale draws nothing: its seed means nothing
         try:
             pixels = layers.result_pixels(placement, result.images)
             node = layers.place_results(placement, job.label(), result.images, above, pixels)
