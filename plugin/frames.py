@@ -133,11 +133,14 @@ def encode_frame(job_id: str, slot: str, index: int, image: Image) -> bytes:
     if not 0 <= index < 256:
         raise InvalidField("A frame index must be 0..255.", field="index")
     if isinstance(image, Pixels):
-        encoding, payload = ENCODINGS[image.layout], image.payload()
+        encoding, parts = (
+            ENCODINGS[image.layout],
+            [_SIZE.pack(image.width, image.height), image.data],
+        )
     else:
-        encoding, payload = ENCODINGS["png"], image
+        encoding, parts = ENCODINGS["png"], [image]
     header = _HEADER.pack(MAGIC, FRAME_VERSION, SLOTS[slot], index, encoding, job_id_bytes(job_id))
-    return header + payload
+    return b"".join([header, *parts])  # one copy of the pixels, however large
 
 
 def decode_frame(data: bytes) -> BinaryFrame:

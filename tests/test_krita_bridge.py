@@ -1,33 +1,26 @@
-"""The Krita bridge in real Krita (headless) against a real brushlink server.
+"""The Krita bridge in real Krita (headless) against real brushlink servers.
 
 One kritarunner launch installs the built zip with Krita's own plugin importer into a temporary
-resource folder and runs every scenario of tests/krita/brushlink_krita_scenarios.py; the tests
-below assert on the JSON report it writes.
+resource folder and runs every scenario of tests/krita/ (brushlink_krita_scenarios.py lists
+them); the tests below assert on the JSON report it writes. A second server holds a tiny SD 1.x
+checkpoint, a tiny ControlNet and a tiny LoRA for the guided scenarios.
+
+    BRUSHLINK_KRITA_ONLY=live_painting,history_applies_again pytest tests/test_krita_bridge.py
+
+runs only those scenarios (the tests of the others are skipped).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import cv2
 import pytest
+from fixtures.krita_run import free_port, guided_home, only, run_scenarios
 
 from brushlink.bridges.krita.bundle import build
 
-HERE = Path(__file__).resolve().parent
-KRITARUNNER = shutil.which("kritarunner")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.timeout(1500)  # one Krita launch runs every scenario
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +29,17 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(server, bundle: Path, astronaut, coffee, tmp_path_factory) -> dict:
-    assert KRITARUNNER, "Krita is not installed (apt-get install krita python3-pyqt5)"
+def sd_server(tmp_path_factory: pytest.TempPathFactory):
+    from conftest import ServerProcess
+
+    home = guided_home(tmp_path_factory.mktemp("sd-home"))
+    server = ServerProcess(home=home, args=["--device", "cpu"]).start(timeout=180)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def report(server, sd_server, bundle: Path, astronaut, coffee, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("krita")
     photos = {}
     for name, image in (("astronaut", astronaut), ("coffee", coffee)):
@@ -46,84 +48,22 @@ def report(server, bundle: Path, astronaut, coffee, tmp_path_factory) -> dict:
     config = {
         "zip": str(bundle),
         "url": server.url,
-        "down_url": f"ws://127.0.0.1:{_free_port()}/v1",
+        "sd_url": sd_server.url,
+        "sd_token": sd_server.token,
+        "down_url": f"ws://127.0.0.1:{free_port()}/v1",
         "photos": photos,
-        "workdir": str(work),
-        "report": str(work / "report.json"),
-        "hang_s": 420,  # the driver dumps every thread's stack and exits, within pytest's limit
+        "hang_s": 1200,  # the driver dumps every thread's stack and exits, within pytest's limit
     }
-    (work / "config.json").write_text(json.dumps(config))
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(work / "home"),
-        "QT_QPA_PLATFORM": "offscreen",
-        # Krita's config, resources and installed plugins all land in the temporary folder.
-        "XDG_DATA_HOME": str(work / "data"),
-        "XDG_CONFIG_HOME": str(work / "config"),
-        "XDG_CACHE_HOME": str(work / "cache"),
-        "XDG_RUNTIME_DIR": str(work / "runtime"),
-        "BRUSHLINK_HOME": str(server.home),  # the plugin finds the token here by itself
-        "BRUSHLINK_KRITA_TEST": str(work / "config.json"),
-        "PYTHONPATH": str(HERE / "krita"),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    (work / "runtime").mkdir(mode=0o700)
-    proc = subprocess.run(
-        [KRITARUNNER, "-s", "brushlink_krita_scenarios"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    path = Path(config["report"])
-    hang = work / "hang.txt"
-    stacks = hang.read_text()[-4000:] if hang.exists() else ""
-    assert path.exists(), (
-        f"Krita wrote no report (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{stacks}"
-    )
-    report = json.loads(path.read_text())
-    report["krita_exit_code"] = proc.returncode
-    report["krita_log_tail"] = proc.stdout[-2000:] + proc.stderr[-2000:]
-    return report
+    return run_scenarios(config, work, server.home, timeout=1320)
 
 
 def _ok(report: dict, name: str) -> dict:
+    if only() and name not in (*only(), "install"):
+        pytest.skip(f"only {','.join(only())} ran")
     entry = report.get(name)
     assert entry is not None, f"scenario {name} did not run: {sorted(report)}"
     assert entry["ok"], entry.get("traceback", entry.get("error"))
     return entry
-
-
-# ----------------------------------------------------------------------------- bundle
-
-
-def test_bundle_holds_plugin_core_and_pure_python_websockets(bundle: Path) -> None:
-    names = zipfile.ZipFile(bundle).namelist()
-    assert "brushlink.desktop" in names
-    assert "brushlink_krita/" in names  # Krita's importer looks for the folder entry
-    for module in ("api", "docker", "selection", "layers", "core", "runner"):
-        assert f"brushlink_krita/{module}.py" in names
-    for module in ("blocking", "client", "codec", "host", "protocol", "regions", "request"):
-        assert f"brushlink_krita/_plugin/{module}.py" in names
-    assert "brushlink_krita/vendor/websockets/asyncio/client.py" in names
-    assert not [n for n in names if n.endswith((".so", ".pyd", ".c"))]
-    desktop = zipfile.ZipFile(bundle).read("brushlink.desktop").decode()
-    assert "X-KDE-Library=brushlink_krita" in desktop
-
-
-def test_bundle_builds_the_same_zip_twice(tmp_path: Path, bundle: Path) -> None:
-    again = build(tmp_path)
-    assert again.read_bytes() == bundle.read_bytes()
-
-
-def test_bundle_cli(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "brushlink.server.cli.main", "bundle", "krita", "-o", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert list(tmp_path.glob("brushlink-krita-*.zip"))
 
 
 # ----------------------------------------------------------------------------- in Krita
@@ -137,6 +77,7 @@ def test_plugin_installs_with_krita_importer_and_uses_its_own_core(report: dict)
     assert entry["core_module"] == "brushlink_krita._plugin.host"
     assert not entry["installed_brushlink_loaded"]
     assert "fill" in entry["models"]
+    assert entry["encoding"] == "bgra8"  # loopback: results come as Krita's own bytes
 
 
 def test_krita_exits_cleanly_after_the_jobs(report: dict) -> None:
@@ -280,12 +221,13 @@ def test_docker_generates_reports_and_discards(report: dict) -> None:
     assert entry["restored_seed"] is None  # random seed stays random
 
 
-def test_docker_shows_progress_and_previews(report: dict) -> None:
+def test_docker_shows_progress_previews_and_seeds_above_2_31(report: dict) -> None:
     entry = _ok(report, "docker_generate_with_previews")
-    assert entry["status"] == "Done: [brushlink] red brick wall texture (3)"
+    # a seed of the whole 32-bit unsigned range reaches the server and names the layer
+    assert entry["status"] == "Done: [brushlink] red brick wall texture (3000000000)"
     assert entry["progress_max"] > 1  # the bar followed the server's steps
     assert entry["preview_shown"]
-    assert "[brushlink] red brick wall texture (3)" in entry["layers"]
+    assert "[brushlink] red brick wall texture (3000000000)" in entry["layers"]
 
 
 def test_last_prompt_is_saved_in_the_kra(report: dict) -> None:
@@ -293,3 +235,151 @@ def test_last_prompt_is_saved_in_the_kra(report: dict) -> None:
     assert entry["prompt"] == "a saved prompt"
     assert entry["model"] == "fill"
     assert any(n.startswith("[brushlink] a saved prompt") for n in entry["layers"])
+
+
+# ----------------------------------------------------------------------------- guided, live
+
+
+def test_control_layer_is_the_control_picture_cropped_like_the_image(report: dict) -> None:
+    entry = _ok(report, "control_layer_job")
+    for kind in ("style", "generate", "inpaint"):
+        job = entry[kind]
+        x, y, w, h = job["box"]
+        assert job["request_size"] == [w, h]
+        if kind != "generate":
+            assert job["image_size"] == [w, h]
+        # both controls travel as raw B, G, R, A frames of exactly the request's box
+        assert job["kinds"] == ["Pixels", "Pixels"] and job["layouts"] == ["bgra8", "bgra8"]
+        assert job["sizes"] == [[w, h], [w, h]]
+        assert ["control", 0] in job["slots"] and ["control", 1] in job["slots"]
+        assert job["controls"] == [
+            {"model": "tiny-lineart", "image": 0, "preprocessor": "lineart", "strength": 0.8,
+             "end": 1.0},
+            {"model": "tiny-lineart", "image": 1, "preprocessor": "depth", "strength": 1.0,
+             "end": 0.5},
+        ]  # fmt: skip
+        # the hidden vector layer's lines, on white paper (Qt's rounding: at most 1 apart);
+        # the depth layer as it is
+        assert job["sketch_vs_layer_on_white"] <= 1
+        assert job["depth_vs_layer"] == 0
+        assert job["sketch_dark_pixels"] > 200
+    assert entry["style"]["box"] == [100, 80, 120, 96]  # the selection, snapped to 8
+    assert entry["inpaint"]["box"] != entry["style"]["box"]  # plus the server's context
+
+
+def test_control_layers_and_loras_steer_a_real_job(report: dict) -> None:
+    entry = _ok(report, "control_layers_steer_the_picture")
+    assert ["tiny-lineart", "controlnet", "sd1"] in entry["addons"]
+    assert ["tiny-lora", "lora", "sd1"] in entry["addons"]
+    assert entry["a_differs_from_plain"] > 10  # the picture follows the control layer
+    assert entry["b_differs_from_a"] > 10  # another line art, another picture
+    assert entry["strength_0_vs_plain"] == 0  # strength 0: exactly the unguided picture
+    assert entry["lora_differs_from_plain"] > 10
+    assert not [n for n in entry["layers_left"] if n.startswith("[brushlink]")]
+
+
+def test_upscale_builds_its_request_and_places_its_layer(report: dict) -> None:
+    entry = _ok(report, "upscale_request_and_placement")
+    wire = entry["whole_wire"]
+    assert wire["kind"] == "upscale"
+    assert wire["upscale"] == {"scale": 2, "refine": "tiny", "strength": 0.25}
+    assert wire["width"] is None and wire["height"] is None
+    assert entry["whole_image"] == ["Pixels", 600, 400]  # the whole canvas, raw
+    assert entry["whole_out"] == [0, 0, 1200, 800]
+    assert entry["part_wire_upscale"]["scale"] == 4
+    assert entry["part_image"] == [64, 48]  # exactly the selection
+    assert entry["part_out"] == [40, 30, 256, 192]
+    assert entry["label"] == "upscale ×4"
+    assert entry["part_layer"] == {"bounds": [40, 30, 256, 192], "canvas": [600, 400]}
+    whole = entry["whole_layer"]
+    assert whole["canvas"] == [1200, 800] and whole["bounds"] == [0, 0, 1200, 800]
+    assert whole["background_bounds"] == [0, 0, 1200, 800]  # the layers grew with the canvas
+    # end to end: the server's upscale engine
+    assert "lanczos-sharp" in entry["server_upscalers"]
+    assert entry["real_whole"] == {
+        "name": "[brushlink] upscale ×2", "bounds": [0, 0, 1024, 1024], "canvas": [1024, 1024]
+    }  # fmt: skip
+    assert entry["real_part"] == {"bounds": [100, 60, 200, 160], "canvas": [1024, 1024]}
+    assert entry["refined"] == {"bounds": [0, 0, 256, 256], "canvas": [256, 256]}
+
+
+def test_raw_pixels_go_out_and_come_back(report: dict) -> None:
+    entry = _ok(report, "raw_pixels_both_ways")
+    assert entry["sent_image"] == ["Pixels", "bgra8"]
+    assert entry["sent_mask"] == ["Pixels", "gray8"]
+    assert entry["result_data"] == ["Pixels", "bgra8"]
+    assert entry["encoding"] == "bgra8"
+    assert entry["layer_equals_canvas"] == 0  # no colour lost on the way
+
+
+def test_live_painting_follows_strokes_cancels_stale_jobs_and_applies(report: dict) -> None:
+    entry = _ok(report, "live_painting")
+    assert entry["preview_added"] and entry["first_in_flight"]
+    assert entry["cancelled_after_stroke"] >= 1  # the stroke made the running job stale
+    stats = entry["stats"]
+    assert stats["max_in_flight"] == 1  # never two live jobs out
+    assert stats["issued"] >= 5 and stats["shown"] >= 4 and not stats["failed"]
+    assert all(s["kind"] == "style" and s["strength"] == 0.6 for s in entry["sent"])
+    assert len({s["seed"] for s in entry["sent"]}) == 1  # one seed: no flicker between strokes
+    assert all(s["image"] == [256, 256, "bgra8"] for s in entry["sent"])
+    assert entry["preview_changed"]
+    assert entry["applied"]["same_as_preview"]
+    assert entry["applied"]["name"].startswith("[brushlink] red brick wall texture (")
+    assert entry["history_kinds"] == ["style"]
+    assert "[brushlink] live preview" not in entry["after_stop"]
+    assert entry["applied"]["name"] in entry["after_stop"]
+    assert entry["median_latency_ms"] < 3000
+
+
+def test_history_keeps_results_and_applies_them_again(report: dict) -> None:
+    entry = _ok(report, "history_applies_again")
+    newest, oldest = entry["entries"]
+    assert (oldest["prompt"], oldest["seed"], oldest["model"]) == (
+        "red brick wall texture", 21, "builtin"
+    )  # fmt: skip
+    assert (newest["kind"], newest["model"]) == ("inpaint", "fill")
+    assert oldest["thumb_bytes"] > 100 and oldest["size"] > 0
+    assert "brushlink/history" in entry["annotations"]
+    assert entry["again"]["same_pixels"]
+    assert entry["again"]["name"] == "[brushlink] red brick wall texture (21)"
+    assert entry["reopened"] == ["", "red brick wall texture"]
+    assert entry["reopened_same_pixels"]
+
+
+def test_docker_shows_only_each_modes_fields(report: dict) -> None:
+    entry = _ok(report, "docker_modes")
+    assert entry["status"].startswith("Connected")
+    modes = entry["modes"]
+    common = {"negative", "seed", "steps", "guidance"}
+    assert set(modes["generate"]["shown"]) == {
+        "prompt", "strength", "candidates", "tile", "controls", "loras", "keep", *common
+    }  # fmt: skip
+    assert set(modes["inpaint"]["shown"]) == {
+        "prompt", "candidates", "controls", "loras", "keep", "edges", "exclude", *common
+    }  # fmt: skip
+    assert set(modes["style"]["shown"]) == {
+        "prompt", "strength", "reference", "candidates", "controls", "loras", "keep",
+        "exclude", *common,
+    }  # fmt: skip
+    assert set(modes["upscale"]["shown"]) == {"scale", "refine", "exclude"}
+    assert set(modes["live"]["shown"]) == {
+        "prompt", "strength", "controls", "loras", "exclude", *common
+    }  # fmt: skip
+    for mode, seen in modes.items():
+        assert seen["not_hidden"] == seen["shown"], mode
+    assert [modes[m]["button"] for m in modes] == [
+        "Generate", "Inpaint", "Restyle", "Upscale", "Start live"
+    ]  # fmt: skip
+    assert [modes[m]["kind"] for m in modes] == [
+        "generate", "inpaint", "style", "upscale", "style"
+    ]  # fmt: skip
+    (control,) = entry["options"]["controls"]
+    assert control["layer"] == "Sketch" and control["preprocessor"] == "scribble"
+    assert control["model"] == "tiny-lineart" and control["strength"] == 0.7
+    assert entry["options"]["loras"] == [["tiny-lora", 1.0]]
+    assert entry["saved_controls"] == ["Sketch"]  # kept with the document
+    assert entry["restored_controls"] == entry["options"]["controls"]
+    assert entry["upscale_options"] == {"scale": 4, "refine": "tiny", "strength": 0.3}
+    upscaled = entry["docker_upscale"]
+    assert upscaled["status"] == "Done: [brushlink] upscale ×2"
+    assert upscaled["canvas"] == [256, 256] and "[brushlink] upscale ×2" in upscaled["layers"]

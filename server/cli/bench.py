@@ -11,6 +11,8 @@ BENCHES = {
     "pipeline": "brushlink.server.benchmarks.pipeline",
     "builtin": "brushlink.server.benchmarks.builtin_quality",
     "upscale": "brushlink.server.benchmarks.upscale_quality",
+    # a bridge's own: imported by name only when asked for, so the server imports no bridge
+    "krita": "brushlink.bridges.krita.bench",
 }
 
 

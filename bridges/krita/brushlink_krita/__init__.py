@@ -1,4 +1,5 @@
-"""brushlink for Krita: generate, inpaint and restyle selections with a brushlink server.
+"""brushlink for Krita: generate, inpaint, restyle and upscale selections with a brushlink
+server, guided by control layers, with live painting and a history of results.
 
 Krita loads this package as a Python plugin (brushlink.desktop); it registers the docker and
 a menu action. Scripts use the blocking API: ``brushlink_krita.inpaint("a red balloon")``.
@@ -7,26 +8,49 @@ a menu action. Scripts use the blocking API: ``brushlink_krita.inpaint("a red ba
 from __future__ import annotations
 
 from . import runner
-from .api import apply, connection, discard, generate, inpaint, models, run, start, style
-from .options import KritaJob
+from .api import (
+    apply,
+    apply_again,
+    connection,
+    discard,
+    generate,
+    inpaint,
+    live,
+    models,
+    results,
+    run,
+    start,
+    style,
+    upscale,
+)
+from .options import ControlLayer, KritaJob
 
 __all__ = [
+    "ControlLayer",
     "KritaJob",
     "apply",
+    "apply_again",
     "connection",
     "discard",
     "generate",
     "inpaint",
+    "live",
     "models",
+    "results",
     "run",
     "shutdown",
     "start",
     "style",
+    "upscale",
 ]
 
 
 def shutdown() -> None:
-    """Close the connections to servers (connected to Krita's applicationClosing)."""
+    """Stop live painting and close the connections to servers (connected to Krita's
+    applicationClosing)."""
+    from .live import stop_all
+
+    stop_all()
     runner.close_all()
 
 

@@ -4,13 +4,18 @@
     layer = brushlink_krita.inpaint("a red balloon", inpaint={"grow": 8})
     group = brushlink_krita.style(style="sketch", candidates=3)
     brushlink_krita.apply(group)
+    layer = brushlink_krita.generate("a castle", model="sd15", controls=[
+        {"layer": "Sketch", "model": "lineart-sd15", "preprocessor": "lineart", "strength": 0.8}])
+    big = brushlink_krita.upscale(scale=2)
 
-``generate``, ``inpaint`` and ``style`` take the request's fields by name (``model``,
-``strength``, ``seed``, ``candidates``, ``inpaint``, ``options``, ...) and Krita's own
-(``reference``, ``exclude``, ``use_selection``). They block until the result layers exist (Qt
-events keep being processed meanwhile, so Krita stays responsive) and return the new layer, or
-the group of candidates. Failures raise a ``BrushlinkError`` subclass (``ServerUnavailable``,
-``Unauthorized``, the server's own error...), and the document is left as it was.
+``generate``, ``inpaint``, ``style`` and ``upscale`` take the request's fields by name
+(``model``, ``strength``, ``seed``, ``candidates``, ``inpaint``, ``loras``, ``vae``,
+``upscale``, ``options``, ...) and Krita's own (``reference``, ``exclude``, ``use_selection``,
+``controls``). They block until the result layers exist (Qt events keep being processed
+meanwhile, so Krita stays responsive) and return the new layer, or the group of candidates.
+Each result is one undo step and is kept in the document's history. Failures raise a
+``BrushlinkError`` subclass (``ServerUnavailable``, ``Unauthorized``, the server's own
+error...), and the document is left as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 from krita import Krita
 from PyQt5.QtCore import QEventLoop, QTimer
 
-from . import layers, runner
+from . import history, layers, runner
 from .core import errors, host, protocol
 from .options import KritaJob
 from .runner import as_brushlink_error
@@ -62,29 +67,36 @@ def start(
     once the layers exist (or with the error). Problems found before submitting raise."""
     document = document or Krita.instance().activeDocument()
     sent, placement = build_job(document, job)
-    above = _insertion_point(document)
+    above = insertion_point(document)
 
     def finished(result: protocol.Result | None, error: errors.BrushlinkError | None) -> None:
         runner.MAIN.release()
         if error is not None or result is None:
             on_done(None, as_brushlink_error(error or errors.InternalError()))
             return
+        if job.kind == "upscale" and not job.request.upscale.refine:
+            for image in result.images:
+                image.seed = None  # a plain upscale draws nothing: its seed means nothing
         try:
-            node = layers.place_results(placement, job.label(), result.images, above)
+            pixels = layers.result_pixels(placement, result.images)
+            node = layers.place_results(placement, job.label(), result.images, above, pixels)
         except Exception as exc:
             on_done(None, as_brushlink_error(exc))
             return
         try:
             save_to_document(document, job)
+            model = str(result.metadata.get("model") or "")
+            for image, bgra in zip(result.images, pixels, strict=True):
+                history.record(document, job, model, placement.out, image.seed, bgra)
         except Exception:  # losing the remembered prompt must not lose the result
-            log.exception("brushlink: could not store the options in the document")
+            log.exception("brushlink: could not store the options or history in the document")
         on_done(node, None)
 
     runner.MAIN.hold()
     return connection(url, token).start(sent, finished, on_event)
 
 
-def _insertion_point(document):
+def insertion_point(document):
     """The node new layers go above: the active layer (a mask's layer, not the mask)."""
     node = document.activeNode()
     while node is not None and node.type().endswith("mask"):
@@ -158,6 +170,56 @@ def style(prompt: str = "", document=None, **settings: Any):
     """Restyle the selection (or the canvas): ``style="sketch"``, ``reference="Layer"``, or a
     prompt with ``strength``."""
     return _blocking("style", prompt, document, settings)
+
+
+def upscale(document=None, scale: int = 2, **settings: Any):
+    """Upscale the selection (into a new layer) or the whole image (the canvas grows with it):
+    ``scale`` 2 or 4 (the model's `accepts.scales`); ``refine="<checkpoint>"`` and
+    ``strength`` redraw the upscaled picture with a checkpoint."""
+    params = dict(settings.pop("upscale", None) or {})
+    params.setdefault("scale", scale)
+    for key in ("refine", "strength"):
+        if key in settings:
+            params[key] = settings.pop(key)
+    settings["upscale"] = params
+    return _blocking("upscale", settings.pop("prompt", ""), document, settings)
+
+
+def live(
+    prompt: str = "",
+    document=None,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    **settings: Any,
+):
+    """Start live painting on ``document``: each change of the canvas regenerates the selection
+    (or the canvas) into a preview layer. Returns the ``LiveSession``: ``apply()`` keeps the
+    current picture as a layer, ``stop()`` ends it and removes the preview."""
+    from .live import LiveSession
+
+    document = document or Krita.instance().activeDocument()
+    settings.setdefault("strength", 0.5)
+    job = KritaJob.build("style", prompt, **settings)
+    build_job(document, job)  # a mistake is raised here, before anything changes
+    session = LiveSession(
+        document, lambda: KritaJob.from_dict(job.to_dict()) or job, lambda: connection(url, token)
+    )
+    session.start()
+    return session
+
+
+def results(document=None) -> list:
+    """The document's history of results, newest first (``history.Entry``: ``id``, ``prompt``,
+    ``seed``, ``model``, ``box``, ``thumbnail_png()``)."""
+    return history.entries(document or Krita.instance().activeDocument())
+
+
+def apply_again(entry, document=None):
+    """A result from the history (an ``Entry`` or its ``id``) as a new layer, exactly as it
+    came, in one undo step."""
+    document = document or Krita.instance().activeDocument()
+    return history.apply_again(document, entry, insertion_point(document))
 
 
 def apply(node, merge: bool = False):

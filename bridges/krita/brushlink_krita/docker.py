@@ -1,6 +1,8 @@
-"""The brushlink docker: connection status, the prompt and options, Generate/Cancel, progress,
-live previews, and Apply/Discard for the last result.
+"""The brushlink docker: connection status, a mode, only the fields that mode needs (advanced
+ones folded away), Generate/Cancel, progress and previews, Apply/Discard, and the history.
 
+Modes: generate, inpaint, style, upscale, live. ``FIELDS`` says which fields each shows; the
+control layers, LoRAs and VAE show only when the server has some for the model's family.
 Everything here runs on Krita's main thread; network waits happen on worker threads (see
 runner.py) and come back through a QTimer, so the UI never blocks. Errors are shown in the
 status line, never as a traceback dialog.
@@ -11,64 +13,58 @@ from __future__ import annotations
 from krita import DockWidget, Krita
 from PyQt5 import sip
 from PyQt5.QtCore import Qt
-from PyQt5.QtGui import QImage, QPixmap
+from PyQt5.QtGui import QPixmap
 from PyQt5.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
-from . import api
-from .core import errors, protocol, request
-from .options import KINDS, KritaJob
+from . import api, history
+from .core import errors, protocol
+from .docker_form import FIELDS, MODES, Form
+from .images import as_qimage
+from .layers import PREFIX as layers_prefix
+from .live import LiveSession
 from .runner import as_brushlink_error, in_background
-from .settings import Settings, load_from_document
+from .settings import Settings, load_from_document, save_to_document
+from .widgets import Fold
 
-DEFAULT_STYLES = ("sketch", "pencil-color", "watercolor", "oil", "cartoon", "detail")
-SERVER_DEFAULT = "(server default)"
-NO_REFERENCE = "(none)"
-
-
-class LayerCombo(QComboBox):
-    """A combo box of layer names, read again from the document each time it opens."""
-
-    def __init__(self, refresh) -> None:
-        super().__init__()
-        self._refresh = refresh
-
-    def showPopup(self) -> None:  # noqa: N802 - Qt's name
-        self._refresh()
-        super().showPopup()
+ACTIONS = {
+    "generate": "Generate",
+    "inpaint": "Inpaint",
+    "style": "Restyle",
+    "upscale": "Upscale",
+    "live": "Start live",
+}
+__all__ = ["FIELDS", "MODES", "BrushlinkDocker"]
 
 
-class BrushlinkDocker(DockWidget):
+class BrushlinkDocker(DockWidget, Form):
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle("brushlink")
         self.document_override = None  # scripts driving the docker without a view set this
         self.job = None
+        self.live: LiveSession | None = None
         self.result_node = None
         self.models: list = []  # the server's ModelCards
+        self.addons: list = []  # the server's AddonCards
         self._build()
+        history.listeners.append(self._history_grew)
         self.reconnect()
 
     # ------------------------------------------------------------------ layout
 
     def _build(self) -> None:
-        root = QWidget(self)
+        root = QWidget()
         box = QVBoxLayout(root)
-
         status_row = QHBoxLayout()
         self.status = QLabel("Not connected")
         self.status.setWordWrap(True)
@@ -77,74 +73,8 @@ class BrushlinkDocker(DockWidget):
         status_row.addWidget(self.status, 1)
         status_row.addWidget(self.reconnect_button)
         box.addLayout(status_row)
-
-        self.settings_box = QGroupBox("Server")
-        self.settings_box.setCheckable(True)
-        self.settings_box.setChecked(False)
-        settings_form = QFormLayout(self.settings_box)
-        settings = Settings.load()
-        self.url = QLineEdit(settings.url)
-        self.url.setPlaceholderText("local server (BRUSHLINK_HOME)")
-        self.token = QLineEdit(settings.token)
-        self.token.setEchoMode(QLineEdit.Password)
-        self.token.setPlaceholderText("token file in BRUSHLINK_HOME")
-        save = QPushButton("Save and reconnect")
-        save.clicked.connect(self.save_settings)
-        settings_form.addRow("URL", self.url)
-        settings_form.addRow("Token", self.token)
-        settings_form.addRow(save)
-        box.addWidget(self.settings_box)
-
-        form = QFormLayout()
-        self.mode = QComboBox()
-        self.mode.addItems(KINDS)
-        self.mode.currentTextChanged.connect(self._fill_models)
-        self.model = QComboBox()
-        self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("What to paint")
-        self.prompt.setMaximumHeight(80)
-        self.negative = QLineEdit()
-        self.use_strength = QCheckBox("from canvas")
-        self.strength = QDoubleSpinBox()
-        self.strength.setRange(0.0, 1.0)
-        self.strength.setSingleStep(0.05)
-        self.strength.setValue(0.6)
-        strength_row = QHBoxLayout()
-        strength_row.addWidget(self.strength, 1)
-        strength_row.addWidget(self.use_strength)
-        self.seed = QDoubleSpinBox()  # seeds are 32-bit unsigned: beyond a QSpinBox's int
-        self.seed.setDecimals(0)
-        self.seed.setRange(0, 2**32 - 1)
-        self.random_seed = QCheckBox("random")
-        self.random_seed.setChecked(True)
-        seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.random_seed)
-        self.candidates = QSpinBox()
-        self.candidates.setRange(1, 8)
-        self.keep = QSpinBox()
-        self.keep.setRange(0, 8)
-        self.keep.setSpecialValueText("all")
-        self.tile = QComboBox()
-        self.tile.addItems(request.TILE_MODES)
-        self.style_name = QComboBox()
-        self.style_name.setEditable(True)
-        self.reference = LayerCombo(lambda: self._fill_references(self.document()))
-        self.exclude = QLineEdit()
-        self.exclude.setPlaceholderText("layer names, comma separated")
-        form.addRow("Mode", self.mode)
-        form.addRow("Model", self.model)
-        form.addRow("Prompt", self.prompt)
-        form.addRow("Negative", self.negative)
-        form.addRow("Strength", strength_row)
-        form.addRow("Seed", seed_row)
-        form.addRow("Candidates", self.candidates)
-        form.addRow("Keep", self.keep)
-        form.addRow("Tile", self.tile)
-        form.addRow("Style", self.style_name)
-        form.addRow("Reference layer", self.reference)
-        form.addRow("Hide layers", self.exclude)
-        box.addLayout(form)
+        box.addWidget(self._server_box())
+        self.build_form(box)
 
         buttons = QHBoxLayout()
         self.generate_button = QPushButton("Generate")
@@ -152,18 +82,19 @@ class BrushlinkDocker(DockWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        buttons.addWidget(self.generate_button)
+        buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.cancel_button)
         box.addLayout(buttons)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setMaximumHeight(12)
+        self.progress.setTextVisible(False)
         box.addWidget(self.progress)
         self.preview = QLabel()
         self.preview.setAlignment(Qt.AlignCenter)
-        self.preview.setMinimumHeight(96)
+        self.preview.setVisible(False)  # shown with the server's first preview of a job
         box.addWidget(self.preview)
-
         result_row = QHBoxLayout()
         self.apply_button = QPushButton("Apply")
         self.apply_button.clicked.connect(self.apply_result)
@@ -172,9 +103,60 @@ class BrushlinkDocker(DockWidget):
         result_row.addWidget(self.apply_button)
         result_row.addWidget(self.discard_button)
         box.addLayout(result_row)
+        box.addWidget(self.history_panel)
         box.addStretch(1)
+        self.history_panel.apply_requested.connect(self.apply_again)
+        self.controls_panel.changed.connect(self._controls_changed)
+        self.mode.currentTextChanged.connect(self._mode_changed)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setWidget(root)
+        # wide enough for every field: the dock column grows rather than cutting them off
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(root.minimumSizeHint().width() + bar + 4)
         self._set_result(None)
-        self.setWidget(root)
+        self._mode_changed()
+        self.setWidget(scroll)
+
+    def _server_box(self) -> Fold:
+        self.settings_box = Fold("Server")
+        body = QWidget()
+        form = QFormLayout(body)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.settings_box.content.addWidget(body)
+        settings = Settings.load()
+        self.url = QLineEdit(settings.url)
+        self.url.setPlaceholderText("local server (BRUSHLINK_HOME)")
+        self.token = QLineEdit(settings.token)
+        self.token.setEchoMode(QLineEdit.Password)
+        self.token.setPlaceholderText("token file in BRUSHLINK_HOME")
+        save = QPushButton("Save and reconnect")
+        save.clicked.connect(self.save_settings)
+        form.addRow("URL", self.url)
+        form.addRow("Token", self.token)
+        form.addRow(save)
+        return self.settings_box
+
+    def _mode_changed(self) -> None:
+        mode = self.mode.currentText()
+        if self.live is not None and mode != "live":
+            self.stop_live()
+        self.fill_models()
+        self.show_mode_fields()
+        live = mode == "live"
+        self.generate_button.setText("Stop live" if self.live else ACTIONS[mode])
+        for widget in (self.discard_button, self.cancel_button, self.progress):
+            widget.setVisible(not live)
+        self.apply_button.setToolTip(
+            "Keep the live picture as a layer"
+            if live
+            else "Keep the result (a group: the visible candidate)"
+        )
+        if live:
+            self.apply_button.setEnabled(self.live is not None)
+        else:
+            self._set_result(self.result_node)
 
     # ------------------------------------------------------------------ connection
 
@@ -192,7 +174,8 @@ class BrushlinkDocker(DockWidget):
         # Resolve the connection here: Krita's settings may only be read on the main thread.
         # Asked again: open a fresh connection, so a restarted server's models show.
         where = self._where()
-        connection = api.connection(**where) if self.job else api.reconnect(**where)
+        busy = self.job or self.live
+        connection = api.connection(**where) if busy else api.reconnect(**where)
         in_background(connection.welcome, self._connected)
 
     def _gone(self) -> bool:
@@ -205,106 +188,66 @@ class BrushlinkDocker(DockWidget):
         if error is not None:
             self.status.setText(f"Not connected: {error.message}")
             return
-        self.models = list(welcome.models)
+        self.models, self.addons = list(welcome.models), list(welcome.addons)
         self.status.setText(f"Connected, {len(self.models)} model(s)")
-        self._fill_models()
-
-    def _fill_models(self) -> None:
-        mode = self.mode.currentText()
-        current = self.model.currentText()
-        self.model.clear()
-        self.model.addItem(SERVER_DEFAULT)
-        styles: list[str] = []
-        for info in self.models:
-            if mode in info.kinds:
-                self.model.addItem(info.name)
-                styles += [s for s in info.styles if s not in styles]
-        if current:
-            index = self.model.findText(current)
-            self.model.setCurrentIndex(max(index, 0))
-        style = self.style_name.currentText()
-        self.style_name.clear()
-        self.style_name.addItems(styles or list(DEFAULT_STYLES))
-        if style:
-            self.style_name.setEditText(style)
+        self._mode_changed()
 
     # ------------------------------------------------------------------ document
 
     def document(self):
         return self.document_override or Krita.instance().activeDocument()
 
+    def layer_names(self) -> list[str]:
+        """The document's layers, groups' layers included, top first (not brushlink's own)."""
+        document = self.document()
+        found: list[str] = []
+
+        def walk(parent) -> None:
+            for node in reversed(parent.childNodes()):
+                if node.type().endswith("mask") or node.name().startswith(layers_prefix):
+                    continue
+                found.append(node.name())
+                if node.type() == "grouplayer":
+                    walk(node)
+
+        if document is not None:
+            walk(document.rootNode())
+        return found
+
     def canvasChanged(self, canvas) -> None:  # noqa: N802 - Krita's API name
         document = self.document()
-        self._fill_references(document)
+        self.reference.refresh()
         saved = load_from_document(document) if document is not None else None
         if saved is not None:
             self.show_options(saved)
+        self.show_history()
 
-    def _fill_references(self, document) -> None:
-        current = self.reference.currentText()
-        self.reference.clear()
-        self.reference.addItem(NO_REFERENCE)
+    def _history_grew(self, document) -> None:
+        if not self._gone() and document == self.document():
+            self.show_history()
+
+    def show_history(self) -> None:
+        self.history_panel.show_entries(history.entries(self.document()))
+
+    def _controls_changed(self) -> None:
+        document = self.document()
         if document is not None:
-            for node in document.topLevelNodes():
-                self.reference.addItem(node.name())
-        self.reference.setCurrentIndex(max(0, self.reference.findText(current)))
-
-    def options(self) -> KritaJob:
-        model = self.model.currentText()
-        reference = self.reference.currentText()
-        kind = self.mode.currentText()
-        strength = self.strength.value() if self.use_strength.isChecked() else None
-        if kind == "generate" and strength is not None:
-            kind = "style"  # from the canvas: image-to-image toward the prompt
-        req = request.Request(
-            kind=kind,
-            prompt=self.prompt.toPlainText().strip(),
-            negative_prompt=self.negative.text().strip(),
-            model=None if model in ("", SERVER_DEFAULT) else model,
-            strength=strength,
-            seed=None if self.random_seed.isChecked() else int(self.seed.value()),
-            candidates=self.candidates.value(),
-            keep=self.keep.value() or None,
-            tile=self.tile.currentText(),
-            style=(self.style_name.currentText().strip() or None) if kind == "style" else None,
-        )
-        return KritaJob(
-            request=req,
-            reference=None if reference in ("", NO_REFERENCE) else reference,
-            exclude=[n.strip() for n in self.exclude.text().split(",") if n.strip()],
-        )
-
-    def show_options(self, job: KritaJob) -> None:
-        req = job.request
-        self.mode.setCurrentText(req.kind)
-        self.prompt.setPlainText(req.prompt)
-        self.negative.setText(req.negative_prompt)
-        if req.model:
-            if self.model.findText(req.model) < 0:
-                self.model.addItem(req.model)
-            self.model.setCurrentText(req.model)
-        self.use_strength.setChecked(req.strength is not None)
-        if req.strength is not None:
-            self.strength.setValue(req.strength)
-        self.random_seed.setChecked(req.seed is None)
-        if req.seed is not None:
-            self.seed.setValue(req.seed)
-        self.candidates.setValue(req.candidates)
-        self.keep.setValue(req.keep or 0)
-        self.tile.setCurrentText(req.tile)
-        if req.style:
-            self.style_name.setEditText(req.style)
-        self.exclude.setText(", ".join(job.exclude))
+            try:  # the document keeps its control layers, like its last settings
+                save_to_document(document, self.options())
+            except Exception as exc:
+                self.status.setText(f"Cannot keep the controls: {as_brushlink_error(exc).message}")
 
     # ------------------------------------------------------------------ jobs
 
     def generate(self) -> None:
+        if self.mode.currentText() == "live":
+            self.stop_live() if self.live else self.start_live()
+            return
         if self.job is not None:
             return
         try:
-            options = self.options()
             self.job = api.start(
-                options,
+                self.options(),
                 self.document(),
                 on_done=self._finished,
                 on_event=self._event,
@@ -316,6 +259,7 @@ class BrushlinkDocker(DockWidget):
         self.status.setText("Working…")
         self.progress.setRange(0, 0)  # busy until the first progress event
         self.preview.clear()
+        self.preview.setVisible(False)
         self.generate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
 
@@ -335,11 +279,13 @@ class BrushlinkDocker(DockWidget):
             self.progress.setRange(0, event.total)
             self.progress.setValue(event.step)
         elif isinstance(event, protocol.Preview) and event.image:
-            image = QImage.fromData(event.image, "PNG")
-            if not image.isNull():
-                pixmap = QPixmap.fromImage(image)
-                width = max(64, self.preview.width())
-                self.preview.setPixmap(pixmap.scaledToWidth(width, Qt.SmoothTransformation))
+            try:
+                pixmap = QPixmap.fromImage(as_qimage(event.image))
+            except errors.BrushlinkError:
+                return
+            self.preview.setVisible(True)
+            width = min(max(64, self.preview.width()), 256)
+            self.preview.setPixmap(pixmap.scaledToWidth(width, Qt.SmoothTransformation))
 
     def _finished(self, node, error) -> None:
         if self._gone():
@@ -357,6 +303,7 @@ class BrushlinkDocker(DockWidget):
             return
         self.status.setText(f"Done: {node.name()}")
         self._set_result(node)
+        self.show_history()
 
     def _set_result(self, node) -> None:
         self.result_node = node
@@ -364,6 +311,15 @@ class BrushlinkDocker(DockWidget):
         self.discard_button.setEnabled(node is not None)
 
     def apply_result(self) -> None:
+        if self.live is not None:
+            try:
+                node = self.live.apply(api.insertion_point(self.document()))
+            except Exception as exc:
+                self.status.setText(f"Cannot apply: {as_brushlink_error(exc).message}")
+                return
+            self.status.setText(f"Applied: {node.name()}")
+            self.show_history()
+            return
         if self.result_node is None:
             return
         try:
@@ -382,3 +338,44 @@ class BrushlinkDocker(DockWidget):
             self.status.setText(f"Cannot discard: {as_brushlink_error(exc).message}")
             return
         self._set_result(None)
+
+    def apply_again(self, entry_id: str) -> None:
+        try:
+            node = api.apply_again(entry_id, self.document())
+        except Exception as exc:
+            self.status.setText(f"Cannot apply: {as_brushlink_error(exc).message}")
+            return
+        self.status.setText(f"Applied again: {node.name()}")
+
+    # ------------------------------------------------------------------ live
+
+    def start_live(self) -> None:
+        document = self.document()
+        if document is None:
+            self.status.setText("Cannot start: there is no open document.")
+            return
+        where = self._where()
+        self.live = LiveSession(
+            document, self.options, lambda: api.connection(**where), self._live_state
+        )
+        try:
+            self.live.start()
+        except Exception as exc:
+            self.live.stop()
+            self.live = None
+            self.status.setText(f"Cannot start: {as_brushlink_error(exc).message}")
+            return
+        self.generate_button.setText("Stop live")
+        self.apply_button.setEnabled(True)
+
+    def stop_live(self) -> None:
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()
+        if not self._gone():
+            self.generate_button.setText(ACTIONS[self.mode.currentText()])
+            self.apply_button.setEnabled(False)
+
+    def _live_state(self, text: str) -> None:
+        if not self._gone():
+            self.status.setText(text)

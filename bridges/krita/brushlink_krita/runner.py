@@ -2,9 +2,13 @@
 
 Jobs run through ``core.host.HostRunner`` (one per server URL and token): it does the network
 work on its own threads and hands every event and ending to ``deliver``. Here that is a
-``Mailbox`` drained by a 20 ms ``QTimer`` on Krita's main thread, so callbacks that touch
+``Mailbox`` drained by a 10 ms ``QTimer`` on Krita's main thread, so callbacks that touch
 Krita's API always run there and the UI never waits on the network. The timer runs only while
 something is out.
+
+Images travel raw: the runner asks for ``bgra8`` results (Krita's own byte order, so a result
+is written into a layer as it arrives) and sends the canvas as raw pixels wherever the server
+takes them (a loopback link); a remote server gets and sends PNG.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from PyQt5.QtCore import QCoreApplication, QTimer
 
 from .core import errors, host
 
-POLL_MS = 20
+POLL_MS = 10
+ENCODINGS = ("bgra8", "png")  # how results may come, fastest first
 log = logging.getLogger("brushlink.krita")
 
 
@@ -64,7 +69,9 @@ def runner(url: str, token: str | None) -> host.HostRunner:
     """The shared runner for ``url``/``token`` (its connection opens on the first job)."""
     key = (url, token)
     if key not in _runners:
-        _runners[key] = host.HostRunner(url, token, deliver=MAIN.deliver, open_timeout=5.0)
+        _runners[key] = host.HostRunner(
+            url, token, deliver=MAIN.deliver, open_timeout=5.0, encodings=ENCODINGS
+        )
     return _runners[key]
 
 
