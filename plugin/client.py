@@ -43,7 +43,7 @@ from .protocol import (
     Welcome,
     decode_message,
 )
-from .request import Job, as_sent
+from .request import Job
 
 log = logging.getLogger("brushlink.client")
 
@@ -285,6 +285,7 @@ class Client:
             await self.connect()
         if self._lost:
             raise ServerUnavailable("The connection to the server was lost.")
+        job = self._as_sent(job)
         self._check_size(job)
         handle = JobHandle(self, job.job_id, job)
         self._handles[job.job_id] = handle
@@ -292,14 +293,19 @@ class Client:
         await self._send_job(job)
         return handle
 
+    def _as_sent(self, job: Job) -> Job:
+        """Raw pixels this link does not take become PNG here, once (not per check and send)."""
+        raw = tuple(self.welcome.encodings) if self.welcome else ()
+        limit = self.welcome.limits.get("max_message_bytes") if self.welcome else None
+        return job.as_sent(raw, limit)
+
     def _check_size(self, job: Job) -> None:
         """Refuse here what the server would refuse by closing the connection."""
         limit = (self.welcome.limits if self.welcome else {}).get("max_message_bytes")
         if not limit:
             return
-        raw = tuple(self.welcome.encodings) if self.welcome else ()
         for slot, _, image in job.slots():
-            size = image_size(as_sent(image, raw, limit))
+            size = image_size(image)
             if size + HEADER_SIZE > limit:
                 raise MessageTooBig(
                     f"The `{slot}` image is {size / 2**20:.1f} MiB; the server accepts "

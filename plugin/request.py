@@ -18,7 +18,7 @@ docs/protocol.md.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from . import codec
@@ -161,6 +161,21 @@ class Job:
 
     def image_refs(self) -> list[ImageRef]:
         return [ImageRef(slot, index) for slot, index, _ in self.slots()]
+
+    def as_sent(self, raw: tuple[str, ...] = (), limit: int | None = None) -> Job:
+        """This job with every image as it will travel (see ``frames``), encoded once."""
+
+        def sent(image: Image | None) -> Image | None:
+            return None if image is None else as_sent(image, raw, limit)
+
+        return replace(
+            self,
+            image=sent(self.image),
+            mask=sent(self.mask),
+            reference=sent(self.reference),
+            inputs=[as_sent(x, raw, limit) for x in self.inputs],
+            controls=[as_sent(x, raw, limit) for x in self.controls],
+        )
 
     def frames(self, raw: tuple[str, ...] = (), limit: int | None = None) -> list[bytes]:
         """The binary frames that follow the submit message, in order. Raw pixels travel as
