@@ -20,8 +20,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# the Blender harness's fixtures (extension_zip, blender, sd_server, blender_sd) for its test files
-pytest_plugins = ["fixtures.blender"]
+# shared fixtures of the Blender tests (extension_zip, blender, sd_server, blender_sd) and the
+# hot folder tests (watcher)
+pytest_plugins = ["fixtures.blender", "fixtures.hotfolder"]
 BRUSHLINK = [sys.executable, "-m", "brushlink.server.cli.main"]
 
 

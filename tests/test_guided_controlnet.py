@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import AutoPipelineForText2Image, ControlNetModel, UNet2DConditionModel
+from fixtures.ldm_layout import unet_to_ldm
 from fixtures.tiny_controlnet import (
     build_tiny_controlnet,
     control_image,
@@ -22,7 +23,7 @@ from fixtures.tiny_controlnet import (
     sidecar,
 )
 from fixtures.tiny_guided import differs, read_safetensors, render
-from fixtures.tiny_sd import build_tiny_pipeline, build_tiny_sdxl_pipeline, unet_to_ldm
+from fixtures.tiny_sd import build_tiny_pipeline, build_tiny_sdxl_pipeline
 
 from brushlink.server.engines.diffusers.loading import CONFIGS
 
