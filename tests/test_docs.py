@@ -40,3 +40,13 @@ def test_frame_slots_and_version_match() -> None:
     for name, code in SLOTS.items():
         assert f"`{code}` {name}" in DOC
     assert f"version {PROTOCOL_VERSION}" in DOC.splitlines()[0]
+
+
+def test_every_link_between_the_documents_leads_somewhere() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    broken = []
+    for doc in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
+            if not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(repo)} -> {target}")
+    assert broken == []

@@ -202,7 +202,7 @@ def test_ai_render_img2img_and_upscale(a1111: ServerProcess, coffee: np.ndarray)
 
     listed = requests.get(url_with_credentials(a1111, "/sdapi/v1/upscalers"),
                           headers={"Accept": "application/json"}, timeout=5)  # fmt: skip
-    # the zero-download upscaler is always there; ESRGAN files add more (docs/models.md)
+    # the zero-download upscaler is always there; ESRGAN files add more (docs/upscaling.md)
     assert [u["name"] for u in listed.json()] == ["None", "lanczos-sharp"]
 
     data = {"resize_mode": 0, "show_extras_results": True, "gfpgan_visibility": 0,

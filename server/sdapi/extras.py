@@ -83,7 +83,7 @@ class Upscaler:
         missing = (
             ""
             if found
-            else (" This brushlink server has no upscale model installed; see docs/models.md.")
+            else (" This brushlink server has no upscale model installed; see docs/upscaling.md.")
         )
         raise InvalidUpscaler(
             f"Invalid upscaler, needs to be one of these: {names}.{missing}", field="upscaler_1"

@@ -56,7 +56,7 @@ DEFAULTS = {
     "unet_steps": 5000,
     "unet_batch": 64,
     # step 4 is off by default because it is long on a CPU; the shipped generator ran it on
-    # a GPU (docs/models.md, "The shipped weights")
+    # a GPU (docs/training.md, "The shipped weights")
     "refine_steps": 0,
     "refine_batch": 64,
 }

@@ -76,5 +76,5 @@ def missing(welcome: Welcome, model: str) -> str:
     for_whom = f" for “{model}” ({family})" if card is not None else ""
     return (
         f"No depth ControlNet is installed{for_whom}: put one in the server's "
-        "models/controlnet/ folder (see docs/models.md) and press Refresh."
+        "models/controlnet/ folder (see docs/guided.md) and press Refresh."
     )
