@@ -18,9 +18,9 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -55,10 +55,18 @@ from .scheduler import Scheduler
 from .transport import Connection, Peer, process_request
 from .validate import MAX_SEED, check_request, decode_images
 
-if TYPE_CHECKING:
-    from .sdapi.server import SdapiServer
-
 log = logging.getLogger("brushlink.server")
+
+
+class Door(Protocol):
+    """Another way in to the same App (the A1111 HTTP API), started beside the websocket."""
+
+    url: str
+
+    async def stop(self) -> None: ...
+
+
+DoorOpener = Callable[["App"], Awaitable[Door]]
 
 MODEL_RESCAN_S = 10.0  # how stale the model list may get before a new connection rescans it
 
@@ -96,7 +104,7 @@ class App:
         self._refused: deque[str] = deque(maxlen=1024)  # ids whose stray frames are dropped
         self._scanned = 0.0
         self._rescan: asyncio.Task[object] | None = None
-        self.sdapi_url: str | None = None  # the A1111 API's address, once it listens
+        self.doors: list[Door] = []  # the other ways in, once they listen
 
     # ------------------------------------------------------------------ greeting
 
@@ -306,20 +314,15 @@ class App:
 
     # ------------------------------------------------------------------ serving
 
-    async def _start_sdapi(self) -> SdapiServer | None:
-        """The A1111 web-UI API on the same loop, queue and engines (``[server] sdapi``)."""
-        address = self.config.sdapi_address()
-        if address is None:
-            return None
-        from .sdapi.server import SdapiServer  # FastAPI and uvicorn load only when asked for
-
-        http = await SdapiServer.start(self, *address)
-        self.sdapi_url = http.url
-        return http
-
     async def serve(
-        self, ready: Callable[[str], None] | None = None, stop: asyncio.Event | None = None
+        self,
+        ready: Callable[[str], None] | None = None,
+        stop: asyncio.Event | None = None,
+        doors: Sequence[DoorOpener] = (),
     ) -> None:
+        """Listen until ``stop`` is set; ``doors`` open once the websocket listens and close
+        before the engines unload."""
+
         async def handler(ws: ServerConnection) -> None:
             await Connection(ws, self, self.config.limits).serve()
 
@@ -340,15 +343,15 @@ class App:
             self.policy = replace(self.policy, port=port)
             host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
             url = f"ws://{host}:{port}{PATH}"
-            http = await self._start_sdapi()
+            self.doors = [await open_door(self) for open_door in doors]
             log.info("listening on %s (device %s)", url, self.device)
             if ready is not None:
                 ready(url)
             try:
                 await (stop or asyncio.Event()).wait()
             finally:
-                if http is not None:
-                    await http.stop()
+                for door in self.doors:
+                    await door.stop()
         await self.scheduler.stop()
         for engine in self.registry.engines():
             engine.unload()

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..app import App
+from ..app import App, DoorOpener
 from ..config import ServerConfig, ensure_home, load_config, parse_address
 from ..engines.catalog import build_registry, pick_device
 
@@ -68,6 +68,19 @@ def setup_logging(home: Path, level: str) -> None:
     logging.getLogger("uvicorn").setLevel(logging.WARNING)
 
 
+def doors(config: ServerConfig) -> list[DoorOpener]:
+    """The A1111 web-UI API when ``[server] sdapi`` (or ``--sdapi``) asks for it."""
+    address = config.sdapi_address()
+    if address is None:
+        return []
+    from ..sdapi.server import SdapiServer  # FastAPI and uvicorn load only when asked for
+
+    async def open_sdapi(app: App) -> SdapiServer:
+        return await SdapiServer.start(app, *address)
+
+    return [open_sdapi]
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     token = ensure_home(config.home)
@@ -82,11 +95,11 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
 
         def ready(url: str) -> None:
-            if app.sdapi_url:  # before the websocket's line, which scripts wait for
-                print(f"brushlink A1111 API on {app.sdapi_url}", flush=True)
+            for door in app.doors:  # before the websocket's line, which scripts wait for
+                print(f"brushlink A1111 API on {door.url}", flush=True)
             print(f"brushlink listening on {url}", flush=True)
 
-        await app.serve(ready, stop)
+        await app.serve(ready, stop, doors(config))
 
     try:
         asyncio.run(main())
