@@ -107,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
 
         def ready(url: str) -> None:
+            # once the workers are up: joining a Ray cluster installs Ray's own handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
             print(f"brushlink listening on {url}", flush=True)
 
         await app.serve(ready, stop)

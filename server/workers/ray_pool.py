@@ -1,0 +1,287 @@
+"""Ray workers: engines in Ray actors on any node of a cluster (``brushlink serve --ray ...``).
+
+The front (transport, auth, validation, the job book, the queue) stays in this process, which
+joins the cluster as a Ray driver. Workers are found from the cluster's resources: one actor
+per GPU (``num_gpus=1``), or with ``ray_cpus_per_worker`` K (and on a cluster with no GPU, K=1)
+one per K CPUs (``num_cpus=K``), each pinned to its node. The cluster is looked at again every
+``ray_poll_s``: nodes that join get workers and start taking jobs; a worker that died is
+replaced when its node still has room. ``workers`` > 0 caps how many are started.
+
+A job's decoded request (numpy images included) is put in the object store once, however many
+times it runs; the actor fetches it, streams its events back (``ray_actor.EngineHost.run``),
+and its result images travel back through the object store. A worker's death (its process, or
+its node) surfaces as a ``RayActorError`` from the stream: the job runs again elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.exceptions import (
+    NodeDiedError,
+    ObjectLostError,
+    RayActorError,
+    RayTaskError,
+    WorkerCrashedError,
+)
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from brushlink.plugin.errors import BrushlinkError
+
+from ..config import ServerConfig
+from ..engines.base import JobCancelled
+from ..jobs import JobRecord
+from . import ClusterUnavailable
+from .base import JobEvents, Outcome, Pool, Worker, WorkerLost
+from .ray_actor import EngineHost
+
+log = logging.getLogger("brushlink.ray")
+
+NAMESPACE = "brushlink"  # actors are named, e.g. `ray-3fa2-1`: `ray.get_actor(name, NAMESPACE)`
+START_TIMEOUT_S = 120.0  # how long the server waits for its first workers before listening
+MAX_START_FAILURES = 3  # a node whose actors keep failing to start is left alone
+LOST = (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)
+
+
+def lost_worker(exc: BaseException) -> bool:
+    """Whether an error from a worker's stream means the worker (or its node) is gone."""
+    if isinstance(exc, RayTaskError):
+        return isinstance(getattr(exc, "cause", None), LOST)
+    return isinstance(exc, LOST)
+
+
+class RayWorker(Worker):
+    def __init__(
+        self, pool: RayPool, actor: Any, seq: int, name: str, device: str, node_id: str
+    ) -> None:
+        super().__init__()
+        self.pool, self.actor, self.seq = pool, actor, seq
+        self.name, self.device, self.node_id, self.node = name, device, node_id, node_id[:8]
+        self.ready = False  # until its engines are built
+        self.pid = 0
+        self._warm: list[str] = []
+
+    def warm(self) -> list[str]:
+        return list(self._warm)
+
+    async def run(self, record: JobRecord, events: JobEvents) -> Outcome:
+        try:
+            return await self._stream(record, events)
+        except (JobCancelled, BrushlinkError):
+            raise
+        except Exception as exc:
+            if lost_worker(exc):
+                raise WorkerLost(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    async def _stream(self, record: JobRecord, events: JobEvents) -> Outcome:
+        ref, put_s = self.pool.job_ref(record)
+        sent = time.time()
+        stream = self.actor.run.options(num_returns="streaming").remote(
+            [ref], record.engine.name, record.encoding
+        )
+        timings = {"transfer_s": put_s, "dispatch_s": 0.0}
+        relays: list[float] = []
+        async for item_ref in stream:
+            fetch = time.perf_counter()
+            item = await item_ref
+            kind = item[0]
+            if kind == "begun":
+                timings["dispatch_s"] = max(0.0, item[1] - sent)
+                timings["transfer_s"] += item[2]
+            elif kind == "progress":
+                relays.append(max(0.0, time.time() - item[3]))
+                events.progress(item[1], item[2])
+            elif kind == "preview":
+                relays.append(max(0.0, time.time() - item[4]))
+                events.preview(item[3], item[1], item[2])
+            elif kind == "result":
+                outcome: Outcome = item[1]
+                self._warm = list(item[2])
+                timings["transfer_s"] += time.perf_counter() - fetch
+                timings["relay_s"] = sum(relays) / len(relays) if relays else 0.0
+                outcome.timings.update(timings)
+                return outcome
+            elif kind == "cancelled":
+                raise JobCancelled()
+            elif kind == "failed":
+                raise BrushlinkError.from_wire(item[1])
+        raise WorkerLost("the worker's stream ended without an answer")
+
+    def cancel(self, record: JobRecord) -> None:
+        self.actor.cancel.remote(record.job_id)  # not awaited: a dead actor's error is moot
+
+    async def close(self) -> None:
+        kill(self.actor)
+
+
+def kill(actor: Any) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already gone
+        log.debug("killing an actor failed", exc_info=True)
+
+
+def connect(address: str) -> None:
+    """Join the cluster as a driver: ``local`` starts a Ray of this machine's own; ``auto``
+    finds the one `ray start` runs here; ``host:port`` or ``ray://host:10001`` names one."""
+    options: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING}
+    try:
+        if address == "local":
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine
+            ray.init(include_dashboard=False, **options)
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterUnavailable(f"cannot join the Ray cluster at `{address}`: {exc}") from exc
+
+
+class RayPool(Pool):
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.workers: list[Worker] = []
+        self.starting: list[RayWorker] = []
+        self.changed: Callable[[], None] = lambda: None
+        self._tag = secrets.token_hex(2)  # tells this server's actors from another's
+        self._seq = itertools.count(1)
+        self._refs: dict[str, Any] = {}  # job id -> its request in the object store
+        self._failures: dict[str, int] = {}  # node id -> actors that failed to start in a row
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._actor_class: Any = ray.remote(EngineHost)
+
+    # ------------------------------------------------------------------ life
+
+    async def start(self, changed: Callable[[], None]) -> None:
+        self.changed = changed
+        assert self.config.ray is not None
+        connect(self.config.ray)
+        await self.reconcile()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while self.starting and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if not self.workers:
+            log.warning("the Ray cluster has no room for a worker yet; jobs wait for a node")
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        for worker in [*self.workers, *self.starting]:
+            await worker.close()
+        self._refs.clear()
+        ray.shutdown()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ray_poll_s)
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("looking at the Ray cluster failed; trying again later")
+
+    # ------------------------------------------------------------------ capacity
+
+    async def reconcile(self) -> None:
+        """Start workers for the capacity the cluster has and this pool does not use yet;
+        forget the workers of nodes that left."""
+        nodes = await asyncio.to_thread(ray.nodes)
+        alive = {n["NodeID"]: n for n in nodes if n.get("Alive")}
+        for worker in [*self.workers, *self.starting]:
+            if isinstance(worker, RayWorker) and worker.node_id not in alive:
+                self._drop(worker)
+        resources = {node_id: n.get("Resources", {}) for node_id, n in alive.items()}
+        per_worker = self.config.ray_cpus_per_worker
+        on_gpus = not per_worker and any(r.get("GPU", 0) >= 1 for r in resources.values())
+        cap = self.config.workers
+        for node_id, res in sorted(resources.items()):
+            if self._failures.get(node_id, 0) >= MAX_START_FAILURES:
+                continue
+            cpus, gpus = res.get("CPU", 0.0), int(res.get("GPU", 0))
+            want = gpus if on_gpus else int(cpus // (per_worker or 1))
+            have = sum(1 for w in self._all() if w.node_id == node_id)
+            for _ in range(want - have):
+                if cap and len(self._all()) >= cap:
+                    return
+                threads = max(1, int(cpus // gpus)) if on_gpus else max(1, int(per_worker or 1))
+                self._start(node_id, gpu=on_gpus, cpus=per_worker or 1, threads=threads)
+
+    def _all(self) -> list[RayWorker]:
+        return [w for w in [*self.workers, *self.starting] if isinstance(w, RayWorker)]
+
+    def _start(self, node_id: str, *, gpu: bool, cpus: float, threads: int) -> None:
+        seq = next(self._seq)
+        name = f"ray-{self._tag}-{seq}"
+        device = "cuda" if gpu else "cpu"
+        actor = self._actor_class.options(
+            name=name,
+            namespace=NAMESPACE,
+            max_concurrency=4,  # run's stream, cancel and info at once
+            num_gpus=1 if gpu else 0,
+            num_cpus=0 if gpu else cpus,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        ).remote(self.config, device, name, threads)
+        worker = RayWorker(self, actor, seq, name, device, node_id)
+        self.starting.append(worker)
+        log.info("starting worker %s (%s) on node %s", name, device, node_id[:8])
+        self._spawn(self._when_ready(worker))
+
+    async def _when_ready(self, worker: RayWorker) -> None:
+        try:
+            info = await worker.actor.info.remote()
+        except Exception as exc:
+            log.error("worker %s could not start: %s", worker.name, exc)
+            self._failures[worker.node_id] = self._failures.get(worker.node_id, 0) + 1
+            self._drop(worker)
+            return
+        self._failures.pop(worker.node_id, None)
+        worker.node, worker.pid = info["node"], info["pid"]
+        worker._warm = list(info["models_warm"])
+        worker.ready = True
+        if worker in self.starting:
+            self.starting.remove(worker)
+            self.workers.append(worker)
+            self.workers.sort(key=lambda w: w.seq if isinstance(w, RayWorker) else 0)
+            log.info("worker %s ready on %s (pid %d)", worker.name, worker.node, worker.pid)
+            self.changed()
+
+    def _drop(self, worker: RayWorker) -> None:
+        worker.lost = True
+        if worker in self.starting:
+            self.starting.remove(worker)
+        self.workers = [w for w in self.workers if w is not worker]
+        kill(worker.actor)
+
+    def lost(self, worker: Worker) -> None:
+        """A worker died mid-job: drop it and look for room for a new one at once."""
+        if isinstance(worker, RayWorker):
+            self._drop(worker)
+        self._spawn(self.reconcile())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ job inputs
+
+    def job_ref(self, record: JobRecord) -> tuple[Any, float]:
+        """The job's request in the object store (put on its first run, reused after) and the
+        seconds the put took."""
+        ref = self._refs.get(record.job_id)
+        if ref is not None:
+            return ref, 0.0
+        started = time.perf_counter()
+        ref = self._refs[record.job_id] = ray.put(record.work)
+        return ref, time.perf_counter() - started
+
+    def forget(self, job_id: str) -> None:
+        self._refs.pop(job_id, None)
