@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -29,6 +30,11 @@ from fixtures.workers import (
 from brushlink.plugin.client import Client
 from brushlink.plugin.protocol import Cancelled, Progress, Started
 
+# Ray's token authentication on (Ray >= 2.52; older ones ignore it), with the token in the
+# environment every process of the test inherits rather than in a file under the home folder.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip("ray")
 
 NAMESPACE = "brushlink"  # the server names its actors in it
@@ -38,7 +44,6 @@ NAMESPACE = "brushlink"  # the server names its actors in it
 def cluster() -> Iterator:
     from ray.cluster_utils import Cluster
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     head = {"num_cpus": 1, "include_dashboard": False}
     nodes = Cluster(initialize_head=True, head_node_args=head)
     try:

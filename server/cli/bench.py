@@ -11,6 +11,7 @@ BENCHES = {
     "pipeline": "brushlink.server.benchmarks.pipeline",
     "builtin": "brushlink.server.benchmarks.builtin_quality",
     "upscale": "brushlink.server.benchmarks.upscale_quality",
+    "cluster": "brushlink.server.benchmarks.cluster",
 }
 
 
