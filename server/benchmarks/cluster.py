@@ -10,7 +10,10 @@ model (one torch thread per worker) sent at once by several concurrent clients. 
 per second, the ratio N workers / one worker, and each job's overheads beside its run (medians,
 from the result's timings): the queue, the dispatch to the worker, moving its images through
 the object store, one progress event's relay from the worker to the server, encoding the
-result, and what is left of the client's round trip (the front: validation, the socket).
+result, and what is left of the client's round trip (the front: validation, the socket);
+then a worker's gap per job (its time per job beyond the engine's run and encoding, from the
+jobs per second: what dispatching and relaying cost it) and, for Ray, the server process's CPU
+per job (what bounds how many workers one front can feed).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +92,11 @@ def _measure(args: list[str], opts: argparse.Namespace, workers: int) -> dict[st
             warm = [_job(opts.size, 2, 900 + k) for k in range(workers)]
             asyncio.run(_drive(url, token, warm, workers))  # each worker loads the model
             jobs = [_job(opts.size, opts.steps, k) for k in range(opts.jobs)]
+            cpu = _cpu_s(proc.pid)
             started = time.perf_counter()
             done = asyncio.run(_drive(url, token, jobs, opts.clients))
             elapsed = time.perf_counter() - started
+            cpu = _cpu_s(proc.pid) - cpu
         finally:
             proc.terminate()
             proc.wait()
@@ -98,15 +104,33 @@ def _measure(args: list[str], opts: argparse.Namespace, workers: int) -> dict[st
     median = {p: statistics.median(t.get(p, 0.0) for t in timings) * 1000 for p in PARTS}
     server_side = [sum(t.get(p, 0.0) for p in PARTS if p != "relay_s") for t in timings]
     fronts = [trip - inside for (trip, _), inside in zip(done, server_side, strict=True)]
+    # a worker's time per job beyond the engine's run and encoding: what dispatching costs it
+    busy = statistics.mean(t["run_s"] + t["encode_s"] for t in timings)
+    gap = elapsed * workers / len(done) - busy
     return {
         "workers": workers,
         "placed_on": len({r.metadata["worker"] for _, r in done}),
         "jobs_per_s": len(done) / elapsed,
-        "ms": {**median, "front": statistics.median(fronts) * 1000},
+        "ms": {
+            **median,
+            "front": statistics.median(fronts) * 1000,
+            "gap": gap * 1000,
+            "front_cpu": cpu / len(done) * 1000,  # the server process's CPU per job
+        },
     }
 
 
-def _start_ray(cpus: int) -> str:
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process has used (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_ray(cpus: int) -> tuple[str, Callable[[], None]]:
     """A Ray of this machine's own, for the bench's servers to join: with token authentication
     (Ray >= 2.52), the token passed to them in the environment, not written to a file."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")
@@ -115,7 +139,7 @@ def _start_ray(cpus: int) -> str:
     import ray
 
     context = ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
-    return str(context.address_info["gcs_address"])
+    return str(context.address_info["gcs_address"]), ray.shutdown
 
 
 def run_cluster_bench(opts: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
@@ -124,14 +148,12 @@ def run_cluster_bench(opts: argparse.Namespace) -> dict[str, list[dict[str, Any]
     local = [_measure(["--workers", str(k)], opts, k) for k in (1, n)]
     runs["local workers"] = local
     if not opts.no_ray:
-        import ray
-
-        address = _start_ray(n)
+        address, shutdown = _start_ray(n)
         try:
             ray_args = ["--ray", address, "--ray-cpus-per-worker", "1", "--workers"]
             runs["ray workers"] = [_measure([*ray_args, str(k)], opts, k) for k in (1, n)]
         finally:
-            ray.shutdown()
+            shutdown()
     return runs
 
 
@@ -153,22 +175,25 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.2f} after"
     )
     print(
-        "                 workers  jobs/s  ratio  per job, median ms: run    queue  dispatch  "
-        "transfer  relay  encode  front"
+        f"{'':<17}workers  jobs/s  ratio | per job, median ms: run  queue  dispatch  transfer"
+        "  relay/event  encode  front  | worker gap  front CPU"
     )
     for kind, (one, many) in runs.items():
         for r in (one, many):
-            ratio = f"{r['jobs_per_s'] / one['jobs_per_s']:5.2f}" if r is many else "     "
+            ratio = f"{r['jobs_per_s'] / one['jobs_per_s']:5.2f}" if r is many else " " * 5
             ms = r["ms"]
+            # in a local run the server's process is the workers' too: its CPU is theirs
+            cpu = f"{ms['front_cpu']:9.1f}" if kind.startswith("ray") else f"{'-':>9}"
             print(
-                f"  {kind:<15} {r['workers']:>5}   {r['jobs_per_s']:6.2f}  {ratio}"
-                f"{'':>19}{ms['run_s']:6.0f} {ms['queued_s']:7.0f} {ms['dispatch_s']:9.1f} "
-                f"{ms['transfer_s']:9.1f} {ms['relay_s']:6.1f} {ms['encode_s']:7.1f} "
-                f"{ms['front']:6.1f}"
+                f"  {kind:<15}{r['workers']:>5}  {r['jobs_per_s']:6.2f}  {ratio} |"
+                f"{ms['run_s']:23.0f} {ms['queued_s']:6.0f} {ms['dispatch_s']:9.1f} "
+                f"{ms['transfer_s']:9.1f} {ms['relay_s']:12.1f} {ms['encode_s']:7.1f} "
+                f"{ms['front']:6.1f}  | {ms['gap']:10.1f}  {cpu}"
             )
+        share = many["jobs_per_s"] / one["jobs_per_s"] / many["workers"]
         print(
-            f"  {'':<15} N workers = {many['jobs_per_s'] / one['jobs_per_s'] / many['workers']:.2f} "
-            f"x N x one worker (jobs placed on {many['placed_on']} workers)"
+            f"  {'':<15}{many['workers']} workers = {share:.2f} x {many['workers']} x one "
+            f"worker (jobs placed on {many['placed_on']} workers)"
         )
     return 0
 
