@@ -11,7 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -274,3 +279,64 @@ async def _all(server, jobs):
     async with Client(server.url, server.token) as client:
         handles = [await submit(client, job) for job in jobs]
         return await asyncio.gather(*(h.follow() for h in handles))
+
+
+def test_through_ray_client_a_job_runs_and_a_cancel_stops_one(tmp_path) -> None:
+    """`--ray ray://HOST:PORT` (Ray Client, which cannot stream a method's results): the same
+    events arrive in batches. A head of its own with a Ray Client server, one CPU."""
+    port, client_port = _free_port(), _free_port()
+    ray_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths are at most 107 bytes
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"]
+        + ["--num-cpus", "1", "--port", str(port), "--ray-client-server-port", str(client_port)]
+        + ["--include-dashboard", "false", "--temp-dir", ray_dir],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "head.log", "wb"),  # noqa: SIM115 - lives as long as the head
+    )
+    server = None
+    try:
+        _wait_for_port(client_port, head)
+        (tmp_path / "home").mkdir()
+        server = start_server(tmp_path / "home", "--ray", f"ray://127.0.0.1:{client_port}")
+        (only,) = workers(server, 1).values()
+        assert only.device == "cpu"  # no GPU in the cluster: CPU workers of one core
+
+        async def main():
+            async with Client(server.url, server.token) as client:
+                done = await (await submit(client, texture(steps=10))).follow()
+                job = await submit(client, texture(steps=100))
+                following = asyncio.create_task(job.follow())
+                await until_progress(job, 3)
+                await client.cancel(job.handle.job_id)
+                await following
+                return done, job
+
+        done, cancelled = run(main())
+        assert done.types.count("result") == 1 and done.steps[-1] == 10
+        assert done.worker == only.name and done.result.metadata["attempts"] == 1
+        assert isinstance(cancelled.events[-1][1], Cancelled) and cancelled.steps[-1] < 100
+    finally:
+        if server is not None:
+            server.stop()
+        head.terminate()  # --block: the head's own processes stop with it
+        head.wait(timeout=60)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, head: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the head's Ray Client server takes connections (it starts last)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert head.poll() is None, "the Ray head stopped"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "the Ray head did not start"
+            time.sleep(0.5)

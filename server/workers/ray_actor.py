@@ -7,7 +7,8 @@ thread, as a local worker does. The actor is threaded (``max_concurrency`` > 1) 
 * ``run`` is a streaming generator (``num_returns="streaming"``): it fetches the job from the
   object store (the front put it there once), yields ``begun``, then ``progress`` and
   ``preview`` events as the engine reports them, then one final ``result`` (images encoded for
-  the job's link), ``failed`` or ``cancelled``. The front consumes them as they come.
+  the job's link), ``failed`` or ``cancelled``. The front consumes them as they come. (Ray
+  Client cannot stream: through it, ``start`` and ``events`` carry the same events in batches.)
 * ``cancel(job_id)`` sets the job's flag; the engine sees it at its next step.
 
 Events are tuples (small, picklable): ``("begun", wall time, fetch s)``, ``("progress", step,
@@ -79,6 +80,7 @@ class EngineHost:
         self._flags: dict[str, threading.Event] = {}
         self._cancelled_early: deque[str] = deque(maxlen=1024)  # before their run began
         self._lock = threading.Lock()
+        self._boxes: dict[str, queue.Queue[tuple[Any, ...]]] = {}  # Ray Client's jobs
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
 
     def info(self) -> dict[str, Any]:
@@ -99,6 +101,39 @@ class EngineHost:
                 self._cancelled_early.append(job_id)
             else:
                 flag.set()
+
+    # Ray Client cannot stream a method's results: ``start`` runs the same generator into a
+    # mailbox, and ``events`` hands over what arrived (waiting up to ``wait_s`` for something).
+
+    def start(self, job_refs: list[Any], engine_name: str, encoding: str, job_id: str) -> None:
+        box: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        with self._lock:
+            self._boxes[job_id] = box
+
+        def drain() -> None:
+            try:
+                for item in self.run(job_refs, engine_name, encoding):
+                    box.put(item)
+            except Exception as exc:  # the job's inputs could not be fetched, say
+                log.exception("job %s failed before it ran", job_id)
+                box.put(("failed", InternalError(f"The worker could not run it: {exc}").to_wire()))
+
+        threading.Thread(target=drain, name=f"job-{job_id[:8]}", daemon=True).start()
+
+    def events(self, job_id: str, wait_s: float) -> list[tuple[Any, ...]]:
+        with self._lock:
+            box = self._boxes[job_id]
+        items = []
+        try:
+            items.append(box.get(timeout=wait_s))
+            while True:
+                items.append(box.get_nowait())
+        except queue.Empty:
+            pass
+        if any(item[0] in ("result", "failed", "cancelled") for item in items):
+            with self._lock:
+                self._boxes.pop(job_id, None)
+        return items
 
     def run(
         self, job_refs: list[Any], engine_name: str, encoding: str

@@ -48,6 +48,7 @@ log = logging.getLogger("brushlink.ray")
 NAMESPACE = "brushlink"  # actors are named, e.g. `ray-3fa2-1`: `ray.get_actor(name, NAMESPACE)`
 START_TIMEOUT_S = 120.0  # how long the server waits for its first workers before listening
 MAX_START_FAILURES = 3  # a node whose actors keep failing to start is left alone
+POLL_WAIT_S = 1.0  # Ray Client: how long one call for a job's events waits for some
 LOST = (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)
 
 
@@ -74,7 +75,9 @@ class RayWorker(Worker):
 
     async def run(self, record: JobRecord, events: JobEvents) -> Outcome:
         try:
-            return await self._stream(record, events)
+            if self.pool.client:
+                return await self._polled(record, events)
+            return await self._streamed(record, events)
         except (JobCancelled, BrushlinkError):
             raise
         except Exception as exc:
@@ -82,45 +85,78 @@ class RayWorker(Worker):
                 raise WorkerLost(f"{type(exc).__name__}: {exc}") from exc
             raise
 
-    async def _stream(self, record: JobRecord, events: JobEvents) -> Outcome:
+    async def _streamed(self, record: JobRecord, events: JobEvents) -> Outcome:
         ref, put_s = self.pool.job_ref(record)
-        sent = time.time()
+        relay = _Relay(self, events, put_s)
         stream = self.actor.run.options(num_returns="streaming").remote(
             [ref], record.engine.name, record.encoding
         )
-        timings = {"transfer_s": put_s, "dispatch_s": 0.0}
-        relays: list[float] = []
         async for item_ref in stream:
             fetch = time.perf_counter()
-            item = await item_ref
-            kind = item[0]
-            if kind == "begun":
-                timings["dispatch_s"] = max(0.0, item[1] - sent)
-                timings["transfer_s"] += item[2]
-            elif kind == "progress":
-                relays.append(max(0.0, time.time() - item[3]))
-                events.progress(item[1], item[2])
-            elif kind == "preview":
-                relays.append(max(0.0, time.time() - item[4]))
-                events.preview(item[3], item[1], item[2])
-            elif kind == "result":
-                outcome: Outcome = item[1]
-                self._warm = list(item[2])
-                timings["transfer_s"] += time.perf_counter() - fetch
-                timings["relay_s"] = sum(relays) / len(relays) if relays else 0.0
-                outcome.timings.update(timings)
+            outcome = relay.handle(await fetched(item_ref), fetch)
+            if outcome is not None:
                 return outcome
-            elif kind == "cancelled":
-                raise JobCancelled()
-            elif kind == "failed":
-                raise BrushlinkError.from_wire(item[1])
         raise WorkerLost("the worker's stream ended without an answer")
+
+    async def _polled(self, record: JobRecord, events: JobEvents) -> Outcome:
+        """Ray Client cannot stream a method's results: the same events, fetched in batches
+        (each call waits until the actor has some)."""
+        ref, put_s = self.pool.job_ref(record)
+        relay = _Relay(self, events, put_s)
+        job_id = record.job_id
+        await fetched(self.actor.start.remote([ref], record.engine.name, record.encoding, job_id))
+        while True:
+            fetch = time.perf_counter()
+            for item in await fetched(self.actor.events.remote(job_id, POLL_WAIT_S)):
+                outcome = relay.handle(item, fetch)
+                if outcome is not None:
+                    return outcome
 
     def cancel(self, record: JobRecord) -> None:
         self.actor.cancel.remote(record.job_id)  # not awaited: a dead actor's error is moot
 
     async def close(self) -> None:
         kill(self.actor)
+
+
+class _Relay:
+    """Turns a worker's events (``ray_actor``'s tuples) into the job's events, and its final
+    one into an outcome (or the exception it stands for), timing the trip."""
+
+    def __init__(self, worker: RayWorker, events: JobEvents, put_s: float) -> None:
+        self.worker, self.events = worker, events
+        self.sent = time.time()
+        self.timings = {"transfer_s": put_s, "dispatch_s": 0.0}
+        self.relays: list[float] = []
+
+    def handle(self, item: tuple[Any, ...], fetch: float) -> Outcome | None:
+        kind = item[0]
+        if kind == "begun":
+            self.timings["dispatch_s"] = max(0.0, item[1] - self.sent)
+            self.timings["transfer_s"] += item[2]
+        elif kind == "progress":
+            self.relays.append(max(0.0, time.time() - item[3]))
+            self.events.progress(item[1], item[2])
+        elif kind == "preview":
+            self.relays.append(max(0.0, time.time() - item[4]))
+            self.events.preview(item[3], item[1], item[2])
+        elif kind == "result":
+            outcome: Outcome = item[1]
+            self.worker._warm = list(item[2])
+            self.timings["transfer_s"] += time.perf_counter() - fetch
+            self.timings["relay_s"] = sum(self.relays) / len(self.relays) if self.relays else 0.0
+            outcome.timings.update(self.timings)
+            return outcome
+        elif kind == "cancelled":
+            raise JobCancelled()
+        elif kind == "failed":
+            raise BrushlinkError.from_wire(item[1])
+        return None
+
+
+async def fetched(ref: Any) -> Any:
+    """An object's value, awaited (a Ray Client's refs as well as a driver's)."""
+    return await asyncio.wrap_future(ref.future())
 
 
 def kill(actor: Any) -> None:
@@ -147,6 +183,7 @@ def connect(address: str) -> None:
 class RayPool(Pool):
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.client = bool(config.ray and config.ray.startswith("ray://"))  # Ray Client
         self.workers: list[Worker] = []
         self.starting: list[RayWorker] = []
         self.changed: Callable[[], None] = lambda: None
@@ -236,7 +273,7 @@ class RayPool(Pool):
 
     async def _when_ready(self, worker: RayWorker) -> None:
         try:
-            info = await worker.actor.info.remote()
+            info = await fetched(worker.actor.info.remote())
         except Exception as exc:
             log.error("worker %s could not start: %s", worker.name, exc)
             self._failures[worker.node_id] = self._failures.get(worker.node_id, 0) + 1
