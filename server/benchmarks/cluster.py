@@ -13,7 +13,8 @@ the object store, one progress event's relay from the worker to the server, enco
 result, and what is left of the client's round trip (the front: validation, the socket);
 then a worker's gap per job (its time per job beyond the engine's run and encoding, from the
 jobs per second: what dispatching and relaying cost it) and, for Ray, the server process's CPU
-per job (what bounds how many workers one front can feed).
+per job (what bounds how many workers one front can feed), and how many cores other people's
+processes took during the run (read the ratio only from a run where that is near 0).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Any
 from brushlink.plugin.client import Client
 from brushlink.plugin.protocol import Result
 from brushlink.plugin.request import Job, Request
+
+from .machine import CpuWatch
 
 PARTS = ("queued_s", "dispatch_s", "transfer_s", "relay_s", "encode_s", "run_s")
 
@@ -93,9 +96,10 @@ def _measure(args: list[str], opts: argparse.Namespace, workers: int) -> dict[st
             asyncio.run(_drive(url, token, warm, workers))  # each worker loads the model
             jobs = [_job(opts.size, opts.steps, k) for k in range(opts.jobs)]
             cpu = _cpu_s(proc.pid)
-            started = time.perf_counter()
-            done = asyncio.run(_drive(url, token, jobs, opts.clients))
-            elapsed = time.perf_counter() - started
+            with CpuWatch() as watch:
+                started = time.perf_counter()
+                done = asyncio.run(_drive(url, token, jobs, opts.clients))
+                elapsed = time.perf_counter() - started
             cpu = _cpu_s(proc.pid) - cpu
         finally:
             proc.terminate()
@@ -111,6 +115,7 @@ def _measure(args: list[str], opts: argparse.Namespace, workers: int) -> dict[st
         "workers": workers,
         "placed_on": len({r.metadata["worker"] for _, r in done}),
         "jobs_per_s": len(done) / elapsed,
+        "others": watch.others,  # cores other people's processes took meanwhile
         "ms": {
             **median,
             "front": statistics.median(fronts) * 1000,
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--no-ray", action="store_true", help="local workers only")
-    opts = parser.parse_args(argv)
+    opts = parser.parse_args([] if argv is None else argv)
     load = os.getloadavg()
     runs = run_cluster_bench(opts)
     print(
@@ -176,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'':<17}workers  jobs/s  ratio | per job, median ms: run  queue  dispatch  transfer"
-        "  relay/event  encode  front  | worker gap  front CPU"
+        "  relay/event  encode  front  | worker gap  front CPU | others"
     )
     for kind, (one, many) in runs.items():
         for r in (one, many):
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {kind:<15}{r['workers']:>5}  {r['jobs_per_s']:6.2f}  {ratio} |"
                 f"{ms['run_s']:23.0f} {ms['queued_s']:6.0f} {ms['dispatch_s']:9.1f} "
                 f"{ms['transfer_s']:9.1f} {ms['relay_s']:12.1f} {ms['encode_s']:7.1f} "
-                f"{ms['front']:6.1f}  | {ms['gap']:10.1f}  {cpu}"
+                f"{ms['front']:6.1f}  | {ms['gap']:10.1f}  {cpu} | {r['others']:6.2f}"
             )
         share = many["jobs_per_s"] / one["jobs_per_s"] / many["workers"]
         print(
@@ -199,4 +204,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
