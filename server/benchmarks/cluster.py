@@ -6,7 +6,8 @@
 For each kind of worker — local workers (threads of the server's process, ``--workers``) and
 Ray workers (actors of a Ray started by the bench on this machine, ``--ray``) — a real server
 subprocess with one worker, then one with N, runs the same ``generate`` jobs of the built-in
-model (one torch thread per worker) sent at once by several concurrent clients. Printed: jobs
+model (one torch thread per worker) sent at once by several concurrent clients, in a few timed
+batches after a warm-up; the fastest batch counts. Printed: jobs
 per second, the ratio N workers / one worker, and each job's overheads beside its run (medians,
 from the result's timings): the queue, the dispatch to the worker, moving its images through
 the object store, one progress event's relay from the worker to the server, encoding the
@@ -89,31 +90,38 @@ async def _drive(url: str, token: str, jobs: list[Job], clients: int) -> list[An
 
 
 def _measure(args: list[str], opts: argparse.Namespace, workers: int) -> dict[str, Any]:
+    """A server with these flags: after a warm-up, ``opts.repeats`` timed batches; the
+    fastest counts (on a shared machine other work only ever slows a batch down)."""
     with tempfile.TemporaryDirectory() as home:
         proc, url, token = _serve(Path(home), args)
         try:
             warm = [_job(opts.size, 2, 900 + k) for k in range(workers)]
             asyncio.run(_drive(url, token, warm, workers))  # each worker loads the model
-            jobs = [_job(opts.size, opts.steps, k) for k in range(opts.jobs)]
-            cpu = _cpu_s(proc.pid)
-            with CpuWatch() as watch:
-                started = time.perf_counter()
-                done = asyncio.run(_drive(url, token, jobs, opts.clients))
-                elapsed = time.perf_counter() - started
-            cpu = _cpu_s(proc.pid) - cpu
+            batches = [_batch(proc.pid, url, token, opts) for _ in range(opts.repeats)]
         finally:
             proc.terminate()
             proc.wait()
+    return {"workers": workers, **max(batches, key=lambda b: b["jobs_per_s"])}
+
+
+def _batch(pid: int, url: str, token: str, opts: argparse.Namespace) -> dict[str, Any]:
+    jobs = [_job(opts.size, opts.steps, k) for k in range(opts.jobs)]
+    cpu = _cpu_s(pid)
+    with CpuWatch() as watch:
+        started = time.perf_counter()
+        done = asyncio.run(_drive(url, token, jobs, opts.clients))
+        elapsed = time.perf_counter() - started
+    cpu = _cpu_s(pid) - cpu
     timings = [r.metadata["timings"] for _, r in done]
     median = {p: statistics.median(t.get(p, 0.0) for t in timings) * 1000 for p in PARTS}
     server_side = [sum(t.get(p, 0.0) for p in PARTS if p != "relay_s") for t in timings]
     fronts = [trip - inside for (trip, _), inside in zip(done, server_side, strict=True)]
     # a worker's time per job beyond the engine's run and encoding: what dispatching costs it
+    workers = len({r.metadata["worker"] for _, r in done})
     busy = statistics.mean(t["run_s"] + t["encode_s"] for t in timings)
     gap = elapsed * workers / len(done) - busy
     return {
-        "workers": workers,
-        "placed_on": len({r.metadata["worker"] for _, r in done}),
+        "placed_on": workers,
         "jobs_per_s": len(done) / elapsed,
         "others": watch.others,  # cores other people's processes took meanwhile
         "ms": {
@@ -169,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="timed batches; the fastest counts")
     parser.add_argument("--no-ray", action="store_true", help="local workers only")
     opts = parser.parse_args([] if argv is None else argv)
     load = os.getloadavg()
