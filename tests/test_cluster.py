@@ -143,8 +143,10 @@ def test_a_cancel_reaches_a_remote_job_within_a_step(server) -> None:
 
     job, sent = run(main())
     assert isinstance(job.events[-1][1], Cancelled)
+    # after the cancel left the client, at most the events already on their way (one batch:
+    # those reported within 20 ms) and the step the engine was in
     late = [t for t in job.times(Progress) if t > sent]
-    assert len(late) <= 2, f"{len(late)} steps ran after the cancel"
+    assert len(late) <= 3, f"{len(late)} steps arrived after the cancel"
     assert job.ended - sent < 2.0 and job.steps[-1] < 100
 
 

@@ -11,7 +11,8 @@ thread, as a local worker does. The actor is threaded (``max_concurrency`` > 1) 
   Client cannot stream: through it, ``start`` and ``events`` carry the same events in batches.)
 * ``cancel(job_id)`` sets the job's flag; the engine sees it at its next step.
 
-Events are tuples (small, picklable): ``("begun", wall time, fetch s)``, ``("progress", step,
+Events are tuples (small, picklable), streamed in lists (``_batched``: those reported within
+20 ms of each other go together): ``("begun", wall time, fetch s)``, ``("progress", step,
 total, wall time)``, ``("preview", step, total, frame, wall time)``, ``("result", Outcome,
 models warm, wall time)``, ``("failed", error wire)``, ``("cancelled",)``. Wall times let the
 front measure dispatch and relay delays (meaningful on one machine, or clocks kept in step).
@@ -41,6 +42,7 @@ from .base import Outcome, WarmBook, execute, preview_frame
 log = logging.getLogger("brushlink.worker")
 
 _DONE = object()
+COALESCE_S = 0.02  # events reported this close together travel as one streamed item
 
 
 def writable(job: EngineJob) -> EngineJob:
@@ -57,6 +59,29 @@ def writable(job: EngineJob) -> EngineJob:
         return value
 
     return replace(job, **{f.name: own(getattr(job, f.name)) for f in fields(job)})
+
+
+def _batched(events: queue.Queue[Any]) -> Iterator[list[tuple[Any, ...]]]:
+    """The engine's events until it is done, in batches: the events reported within
+    ``COALESCE_S`` of the first go together. Every step still gets its event; a fast engine
+    (a step every few milliseconds) just costs the server one streamed item per batch, not
+    one per step, and an event waits at most ``COALESCE_S``."""
+    batch: list[tuple[Any, ...]] = []
+    due = 0.0
+    while True:
+        try:
+            item = events.get(timeout=max(0.0, due - time.monotonic()) if batch else None)
+        except queue.Empty:
+            yield batch
+            batch = []
+            continue
+        if item is _DONE:
+            break
+        if not batch:
+            due = time.monotonic() + COALESCE_S
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 class EngineHost:
@@ -112,8 +137,9 @@ class EngineHost:
 
         def drain() -> None:
             try:
-                for item in self.run(job_refs, engine_name, encoding):
-                    box.put(item)
+                for batch in self.run(job_refs, engine_name, encoding):
+                    for item in batch:
+                        box.put(item)
             except Exception as exc:  # the job's inputs could not be fetched, say
                 log.exception("job %s failed before it ran", job_id)
                 box.put(("failed", InternalError(f"The worker could not run it: {exc}").to_wire()))
@@ -137,7 +163,7 @@ class EngineHost:
 
     def run(
         self, job_refs: list[Any], engine_name: str, encoding: str
-    ) -> Iterator[tuple[Any, ...]]:
+    ) -> Iterator[list[tuple[Any, ...]]]:
         import ray
 
         begun = time.time()
@@ -149,7 +175,7 @@ class EngineHost:
             if job.job_id in self._cancelled_early:
                 flag.set()
             self._flags[job.job_id] = flag
-        yield ("begun", begun, fetch_s)
+        yield [("begun", begun, fetch_s)]
         try:
             yield from self._run(job, engine_name, encoding, flag)
         finally:
@@ -158,7 +184,7 @@ class EngineHost:
 
     def _run(
         self, job: EngineJob, engine_name: str, encoding: str, flag: threading.Event
-    ) -> Iterator[tuple[Any, ...]]:
+    ) -> Iterator[list[tuple[Any, ...]]]:
         events: queue.Queue[Any] = queue.Queue()
 
         def on_progress(step: int, total: int) -> None:
@@ -176,18 +202,17 @@ class EngineHost:
         engine = self.registry.engine(engine_name)
         future: Future[Outcome] = self._executor.submit(execute, engine, job, ctx, encoding)
         future.add_done_callback(lambda _: events.put(_DONE))
-        while (item := events.get()) is not _DONE:
-            yield item
+        yield from _batched(events)
         self._warm.ran(engine_name, job.model.name)
         try:
             outcome = future.result()
         except JobCancelled:
-            yield ("cancelled",)
+            yield [("cancelled",)]
         except BrushlinkError as err:
-            yield ("failed", err.to_wire())
+            yield [("failed", err.to_wire())]
         except Exception:
             log.exception("engine %s failed on job %s", engine_name, job.job_id)
-            yield ("failed", InternalError().to_wire())
+            yield [("failed", InternalError().to_wire())]
         else:
             warm = self._warm.warm(self.registry.engines())
-            yield ("result", outcome, warm, time.time())
+            yield [("result", outcome, warm, time.time())]

@@ -91,11 +91,12 @@ class RayWorker(Worker):
         stream = self.actor.run.options(num_returns="streaming").remote(
             [ref], record.engine.name, record.encoding
         )
-        async for item_ref in stream:
+        async for batch_ref in stream:
             fetch = time.perf_counter()
-            outcome = relay.handle(await fetched(item_ref), fetch)
-            if outcome is not None:
-                return outcome
+            for item in await fetched(batch_ref):
+                outcome = relay.handle(item, fetch)
+                if outcome is not None:
+                    return outcome
         raise WorkerLost("the worker's stream ended without an answer")
 
     async def _polled(self, record: JobRecord, events: JobEvents) -> Outcome:
