@@ -234,19 +234,21 @@ def test_two_ray_workers_give_at_least_1_6_times_the_jobs_per_second_of_one(
     cluster, server, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Eight built-in jobs of 100 steps, all submitted at once, through a server with one Ray
-    worker and then one with two (one torch thread each, on this 2-core machine). The figure
-    means something only on a quiet machine: the test measures what other people's processes
-    take during each run and skips (saying so) when they took more than a third of a core."""
+    worker and then one with two (one torch thread each, on this 2-core machine), the fastest
+    of two batches each. The figure means something only on a quiet machine: a batch counts
+    only when other people's processes took under a tenth of a core meanwhile (one worker
+    leaves a core free for them, two do not), and the test skips, saying so, when none did."""
     server.stop()  # its workers hold the cluster's two CPUs
     try:
-        rates = {}
-        for count in (1, 2):
-            rates[count] = _jobs_per_second(cluster, tmp_path_factory, count)
+        rates = {count: _jobs_per_second(cluster, tmp_path_factory, count) for count in (1, 2)}
         ratio = rates[2] / rates[1]
         print(f"jobs/s: one worker {rates[1]:.3f}, two {rates[2]:.3f}, ratio {ratio:.2f}")
         assert ratio >= 1.6
     finally:
         server.start(timeout=240)
+
+
+QUIET = 0.1  # cores other processes may take during a batch for it to count
 
 
 def _jobs_per_second(cluster, tmp_path_factory, count: int) -> float:
@@ -256,23 +258,32 @@ def _jobs_per_second(cluster, tmp_path_factory, count: int) -> float:
         workers(server, count)
         warm_up = [texture(steps=2, seed=90 + k) for k in range(count)]
         run(_all(server, warm_up))  # every worker loads the model before the clock starts
-        for _ in range(3):
-            with CpuWatch() as quiet:
+        clean, busy = [], []
+        for _ in range(4):
+            with CpuWatch() as before:
                 time.sleep(1.5)
             with CpuWatch() as watch:
                 started = time.perf_counter()
                 done = run(_all(server, [texture(steps=100, seed=k) for k in range(8)]))
                 elapsed = time.perf_counter() - started
-            if quiet.others < 0.35 and watch.others < 0.35:
-                break
-        else:
+            assert all(t.types.count("result") == 1 for t in done)
+            assert len({t.worker for t in done}) == count
+            busy.append(max(before.others, watch.others))
+            runs = sorted(t.result.metadata["timings"]["run_s"] for t in done)
+            print(
+                f"{count} worker(s): {8 / elapsed:.3f} jobs/s, median run {runs[4]:.2f} s, "
+                f"others {busy[-1]:.2f} cores"
+            )
+            if busy[-1] < QUIET:
+                clean.append(8 / elapsed)
+                if len(clean) == 2:
+                    break
+        if not clean:
             pytest.skip(
-                f"the machine is busy with other work ({watch.others:.2f} cores of 2 "
+                f"the machine is busy with other work ({min(busy):.2f} cores of 2 or more "
                 "besides this test's): the jobs-per-second ratio needs a quiet machine"
             )
-        assert all(t.types.count("result") == 1 for t in done)
-        assert len({t.worker for t in done}) == count
-        return 8 / elapsed
+        return max(clean)
     finally:
         server.stop()
 
