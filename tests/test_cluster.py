@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fixtures.workers import (
@@ -234,58 +235,66 @@ def test_two_ray_workers_give_at_least_1_6_times_the_jobs_per_second_of_one(
     cluster, server, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Eight built-in jobs of 100 steps, all submitted at once, through a server with one Ray
-    worker and then one with two (one torch thread each, on this 2-core machine), the fastest
-    of two batches each. The figure means something only on a quiet machine: a batch counts
-    only when other people's processes took under a tenth of a core meanwhile (one worker
-    leaves a core free for them, two do not), and the test skips, saying so, when none did."""
-    server.stop()  # its workers hold the cluster's two CPUs
+    worker and through one with two (one torch thread each, on this 2-core machine), in
+    three rounds of alternate batches so that both see the same machine (a shared virtual
+    machine's speed drifts by a quarter within a minute, from neighbours it cannot see); the
+    fastest batch of each counts (other work only ever slows a batch). The figure means
+    something only on a quiet machine: a batch counts only when other people's processes took
+    under a tenth of a core meanwhile (one worker leaves a core free for them, two do not),
+    and the test skips, saying so, when too few did."""
+    server.stop()  # its workers hold the cluster's CPUs
+    extra = cluster.add_node(num_cpus=1)  # room for one worker, and for two beside it
+    servers: dict[int, Any] = {}
     try:
-        rates = {count: _jobs_per_second(cluster, tmp_path_factory, count) for count in (1, 2)}
-        ratio = rates[2] / rates[1]
-        print(f"jobs/s: one worker {rates[1]:.3f}, two {rates[2]:.3f}, ratio {ratio:.2f}")
+        for count in (1, 2):  # each takes the room the other leaves free
+            home = tmp_path_factory.mktemp(f"rate-{count}")
+            servers[count] = start_server(home, *ray_args(cluster, "--workers", str(count)))
+            workers(servers[count], count)
+            warm_up = [texture(steps=2, seed=90 + k) for k in range(count)]
+            run(_all(servers[count], warm_up))  # the model loads before the clock starts
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        busy = []
+        for _ in range(3):  # a fixed number of rounds: the best of each is not cherry-picked
+            for count in (1, 2):
+                rate, others = _batch(servers[count], count)
+                busy.append(others)
+                if others < QUIET:
+                    rates[count].append(rate)
+        if not all(rates.values()):
+            pytest.skip(
+                f"the machine is busy with other work ({min(busy):.2f} cores of 2 or more "
+                "besides this test's): the jobs-per-second ratio needs a quiet machine"
+            )
+        ratio = max(rates[2]) / max(rates[1])
+        print(f"jobs/s: one worker {max(rates[1]):.3f}, two {max(rates[2]):.3f}, ratio {ratio:.2f}")
         assert ratio >= 1.6
     finally:
+        for proc in servers.values():
+            proc.stop()
+        cluster.remove_node(extra)
         server.start(timeout=240)
 
 
 QUIET = 0.1  # cores other processes may take during a batch for it to count
 
 
-def _jobs_per_second(cluster, tmp_path_factory, count: int) -> float:
-    home = tmp_path_factory.mktemp(f"rate-{count}")
-    server = start_server(home, *ray_args(cluster, "--workers", str(count)))
-    try:
-        workers(server, count)
-        warm_up = [texture(steps=2, seed=90 + k) for k in range(count)]
-        run(_all(server, warm_up))  # every worker loads the model before the clock starts
-        clean, busy = [], []
-        for _ in range(4):
-            with CpuWatch() as before:
-                time.sleep(1.5)
-            with CpuWatch() as watch:
-                started = time.perf_counter()
-                done = run(_all(server, [texture(steps=100, seed=k) for k in range(8)]))
-                elapsed = time.perf_counter() - started
-            assert all(t.types.count("result") == 1 for t in done)
-            assert len({t.worker for t in done}) == count
-            busy.append(max(before.others, watch.others))
-            runs = sorted(t.result.metadata["timings"]["run_s"] for t in done)
-            print(
-                f"{count} worker(s): {8 / elapsed:.3f} jobs/s, median run {runs[4]:.2f} s, "
-                f"others {busy[-1]:.2f} cores"
-            )
-            if busy[-1] < QUIET:
-                clean.append(8 / elapsed)
-                if len(clean) == 2:
-                    break
-        if not clean:
-            pytest.skip(
-                f"the machine is busy with other work ({min(busy):.2f} cores of 2 or more "
-                "besides this test's): the jobs-per-second ratio needs a quiet machine"
-            )
-        return max(clean)
-    finally:
-        server.stop()
+def _batch(server, count: int) -> tuple[float, float]:
+    """Jobs per second for eight jobs sent at once, and the cores other processes took."""
+    with CpuWatch() as before:
+        time.sleep(1.5)
+    with CpuWatch() as watch:
+        started = time.perf_counter()
+        done = run(_all(server, [texture(steps=100, seed=k) for k in range(8)]))
+        elapsed = time.perf_counter() - started
+    assert all(t.types.count("result") == 1 for t in done)
+    assert len({t.worker for t in done}) == count
+    others = max(before.others, watch.others)
+    runs = sorted(t.result.metadata["timings"]["run_s"] for t in done)
+    print(
+        f"{count} worker(s): {8 / elapsed:.3f} jobs/s, median run {runs[4]:.2f} s, "
+        f"others {others:.2f} cores"
+    )
+    return 8 / elapsed, others
 
 
 async def _all(server, jobs):

@@ -160,6 +160,17 @@ async def fetched(ref: Any) -> Any:
     return await asyncio.wrap_future(ref.future())
 
 
+def available_per_node() -> dict[str, dict[str, float]] | None:
+    """Each live node's free resources (Ray's developer API; None where it is missing)."""
+    try:
+        from ray._private.state import available_resources_per_node
+
+        return dict(available_resources_per_node())
+    except Exception:
+        log.debug("no per-node free resources from this Ray", exc_info=True)
+        return None
+
+
 def kill(actor: Any) -> None:
     try:
         ray.kill(actor, no_restart=True)
@@ -229,24 +240,31 @@ class RayPool(Pool):
     # ------------------------------------------------------------------ capacity
 
     async def reconcile(self) -> None:
-        """Start workers for the capacity the cluster has and this pool does not use yet;
-        forget the workers of nodes that left."""
+        """Start workers on the room the cluster's nodes have free (what other Ray work or
+        another brushlink front holds is left alone); forget the workers of nodes that left."""
         nodes = await asyncio.to_thread(ray.nodes)
+        free = None if self.client else await asyncio.to_thread(available_per_node)
         alive = {n["NodeID"]: n for n in nodes if n.get("Alive")}
         for worker in [*self.workers, *self.starting]:
             if isinstance(worker, RayWorker) and worker.node_id not in alive:
                 self._drop(worker)
-        resources = {node_id: n.get("Resources", {}) for node_id, n in alive.items()}
+        totals = {node_id: n.get("Resources", {}) for node_id, n in alive.items()}
         per_worker = self.config.ray_cpus_per_worker
-        on_gpus = not per_worker and any(r.get("GPU", 0) >= 1 for r in resources.values())
+        on_gpus = not per_worker and any(r.get("GPU", 0) >= 1 for r in totals.values())
         cap = self.config.workers
-        for node_id, res in sorted(resources.items()):
+        for node_id, total in sorted(totals.items()):
             if self._failures.get(node_id, 0) >= MAX_START_FAILURES:
                 continue
-            cpus, gpus = res.get("CPU", 0.0), int(res.get("GPU", 0))
-            want = gpus if on_gpus else int(cpus // (per_worker or 1))
-            have = sum(1 for w in self._all() if w.node_id == node_id)
-            for _ in range(want - have):
+            ours = [w for w in self._all() if w.node_id == node_id]
+            if free is None:  # Ray Client: only the totals, less what this pool holds
+                room, new = total, len(ours)
+            else:  # a starting worker may not hold its share yet: count it as holding it
+                room, new = free.get(node_id, {}), sum(1 for w in ours if not w.ready)
+            slots = (
+                int(room.get("GPU", 0)) if on_gpus else int(room.get("CPU", 0) // (per_worker or 1))
+            )
+            cpus, gpus = total.get("CPU", 0.0), max(1, int(total.get("GPU", 0)))
+            for _ in range(slots - new):
                 if cap and len(self._all()) >= cap:
                     return
                 threads = max(1, int(cpus // gpus)) if on_gpus else max(1, int(per_worker or 1))
