@@ -203,14 +203,14 @@ def test_a_node_leaving_mid_job_and_a_node_joining(cluster, server) -> None:
 
     async def main():
         async with Client(server.url, server.token) as client:
-            running = []
-            for seed in (1, 2):  # the second job goes to the other worker
-                job = await submit(client, texture(steps=100, seed=seed))
-                running.append((job, asyncio.create_task(job.follow())))
-                await until_progress(job, 3)
+            # each worker loads its model on its first job: both must be stepping before
+            # the node leaves, so one job is surely cut off mid-run
+            jobs = [await submit(client, texture(steps=100, seed=seed)) for seed in (1, 2)]
+            following = [asyncio.create_task(job.follow()) for job in jobs]
+            await asyncio.gather(*(until_progress(job, 3) for job in jobs))
             cluster.remove_node(leaving)
-            await asyncio.gather(*(task for _, task in running))
-            return [job for job, _ in running]
+            await asyncio.gather(*following)
+            return jobs
 
     jobs = run(main())
     for job in jobs:

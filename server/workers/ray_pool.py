@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import ray
@@ -69,21 +69,39 @@ class RayWorker(Worker):
         self.ready = False  # until its engines are built
         self.pid = 0
         self._warm: list[str] = []
+        # set when the pool drops this worker (its node left): a node Ray calls dead may
+        # still stream for a while, but its job runs again elsewhere, and only there
+        self.gone = asyncio.Event()
 
     def warm(self) -> list[str]:
         return list(self._warm)
 
     async def run(self, record: JobRecord, events: JobEvents) -> Outcome:
         try:
-            if self.pool.client:
-                return await self._polled(record, events)
-            return await self._streamed(record, events)
+            return await self._unless_gone(
+                self._polled(record, events) if self.pool.client else self._streamed(record, events)
+            )
         except (JobCancelled, BrushlinkError):
             raise
         except Exception as exc:
             if lost_worker(exc):
                 raise WorkerLost(f"{type(exc).__name__}: {exc}") from exc
             raise
+
+    async def _unless_gone(self, running: Coroutine[Any, Any, Outcome]) -> Outcome:
+        job = asyncio.ensure_future(running)
+        gone = asyncio.ensure_future(self.gone.wait())
+        try:
+            await asyncio.wait((job, gone), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        finally:
+            gone.cancel()
+        if not job.done():
+            job.cancel()
+            raise WorkerLost(f"worker {self.name}'s node left the cluster")
+        return job.result()
 
     async def _streamed(self, record: JobRecord, events: JobEvents) -> Outcome:
         ref, put_s = self.pool.job_ref(record)
@@ -311,6 +329,7 @@ class RayPool(Pool):
 
     def _drop(self, worker: RayWorker) -> None:
         worker.lost = True
+        worker.gone.set()
         if worker in self.starting:
             self.starting.remove(worker)
         self.workers = [w for w in self.workers if w is not worker]
