@@ -19,7 +19,7 @@ from .errors import BrushlinkError, InvalidField, InvalidJSON, UnknownMessage
 from .frames import Image
 from .request import ImageRef, Request
 
-PROTOCOL_VERSION = "1.2"
+PROTOCOL_VERSION = "1.3"
 PATH = "/v1"
 DEFAULT_PORT = 7437
 # The handshake header in which a client lists the image encodings it reads, fastest first.
@@ -125,6 +125,17 @@ class Ping(Message):
 
 
 @dataclass
+class WorkerInfo:
+    """One of the server's workers (1.3): where jobs run, and which models it holds loaded."""
+
+    name: str
+    device: str = ""  # cpu, cuda, cuda:1, mps
+    node: str = ""  # the machine (a Ray node: its address and id)
+    models_warm: list[str] = field(default_factory=list)
+    busy: bool = False
+
+
+@dataclass
 class Welcome(Message):
     type: ClassVar[str] = "welcome"
     direction: ClassVar[str] = "server->client"
@@ -136,6 +147,7 @@ class Welcome(Message):
     addons: list[AddonCard] = field(default_factory=list)  # LoRAs, ControlNets, VAEs, ...
     encoding: str = "png"  # how this connection's result images come (frames.ENCODINGS)
     encodings: list[str] = field(default_factory=list)  # raw layouts it takes in uploads
+    workers: list[WorkerInfo] = field(default_factory=list)  # where jobs run (1.3)
 
 
 @dataclass

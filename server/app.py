@@ -54,6 +54,8 @@ from .jobs import JobBook, JobRecord
 from .scheduler import Scheduler
 from .transport import Connection, Peer, process_request
 from .validate import MAX_SEED, check_request, decode_images
+from .workers import make_pool
+from .workers.base import Pool
 
 log = logging.getLogger("brushlink.server")
 
@@ -88,12 +90,21 @@ def check_job_id(job_id: str) -> None:
 
 
 class App:
-    def __init__(self, config: ServerConfig, registry: EngineRegistry, token: str, device: str):
+    def __init__(
+        self,
+        config: ServerConfig,
+        registry: EngineRegistry,
+        token: str,
+        device: str,
+        pool: Pool | None = None,
+    ):
+        """``pool``: the workers jobs run on; by default the config's (``workers.make_pool``:
+        local devices, or Ray actors with ``config.ray``)."""
         self.config = config
         self.registry = registry
         self.device = device
         self.book = JobBook(config.result_ttl_s)
-        self.scheduler = Scheduler(device)
+        self.scheduler = Scheduler(pool or make_pool(config, registry, device))
         self.policy = HandshakePolicy(
             token=token,
             host=config.host,
@@ -135,6 +146,7 @@ class App:
             addons=self.registry.addons(),
             encoding=encoding,
             encodings=list(encodings or []),
+            workers=self.scheduler.workers(),
         )
 
     # ------------------------------------------------------------------ submit
@@ -328,7 +340,7 @@ class App:
 
         await asyncio.to_thread(self.registry.refresh)  # imports and scans before "listening"
         self._scanned = time.monotonic()
-        self.scheduler.start()
+        await self.scheduler.start()
         async with serve(
             handler,
             self.config.host,
@@ -344,7 +356,11 @@ class App:
             host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
             url = f"ws://{host}:{port}{PATH}"
             self.doors = [await open_door(self) for open_door in doors]
-            log.info("listening on %s (device %s)", url, self.device)
+            log.info(
+                "listening on %s (workers: %s)",
+                url,
+                ", ".join(f"{w.name} on {w.device}" for w in self.scheduler.workers()) or "none",
+            )
             if ready is not None:
                 ready(url)
             try:
@@ -354,4 +370,4 @@ class App:
                     await door.stop()
         await self.scheduler.stop()
         for engine in self.registry.engines():
-            engine.unload()
+            engine.unload()  # the front's own (a local worker may share them)

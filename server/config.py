@@ -3,7 +3,11 @@
 [server]
 host = "127.0.0.1"
 port = 7437
-device = "auto"                 # auto | cpu | cuda | mps
+device = "auto"                 # auto | cpu | cuda | cuda:N | mps (auto, cuda: every GPU)
+workers = 0                     # local workers: 0 = one per device; N = N of them (CPU: N workers)
+ray = ""                        # run engines on a Ray cluster: auto | local | ray://host:10001
+ray_cpus_per_worker = 0         # Ray: 0 = one worker per GPU; K = CPU workers of K cores each
+ray_poll_s = 10                 # Ray: how often the cluster is looked at for new capacity
 allowed_origins = []            # browser origins allowed to connect, e.g. "https://example.org"
 allowed_hosts = []              # extra Host header names accepted (besides the bound address)
 result_ttl_s = 900              # finished results stay collectable this long
@@ -68,6 +72,10 @@ class ServerConfig:
     ram_budget: str | None = None
     compile: bool = False  # torch.compile the UNet on GPUs (slow first job, faster after)
     sdapi: str | None = None  # "[HOST:]PORT": also serve the A1111 web-UI API there
+    workers: int = 0  # local workers: 0 = one per device; N: that many (on the CPU: N workers)
+    ray: str | None = None  # a Ray cluster's address (auto, local, ray://...): engines run there
+    ray_cpus_per_worker: float = 0  # 0: one Ray worker per GPU; K: CPU workers of K cores
+    ray_poll_s: float = 10.0  # how often the Ray cluster is looked at for new capacity
     limits: Limits = Limits()
 
     def sdapi_address(self) -> tuple[str, int] | None:
@@ -124,6 +132,10 @@ def load_config(home: Path | None = None, **overrides: Any) -> ServerConfig:
         ram_budget=models.get("ram_budget"),
         compile=bool(server.get("compile", False)),
         sdapi=str(server["sdapi"]) if server.get("sdapi") not in (None, "", False) else None,
+        workers=int(server.get("workers", 0)),
+        ray=str(server.get("ray", "")) or None,
+        ray_cpus_per_worker=float(server.get("ray_cpus_per_worker", 0)),
+        ray_poll_s=float(server.get("ray_poll_s", 10.0)),
         limits=limits,
     )
     given = {k: v for k, v in overrides.items() if v is not None}

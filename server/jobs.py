@@ -67,7 +67,10 @@ class JobRecord:
         return self.state is JobState.DONE
 
     def emit(self, event: JobEvent, binaries: list[bytes] | None = None) -> None:
-        """Send an event (binary frames first, then the JSON naming them) to every watcher."""
+        """Send an event (binary frames first, then the JSON naming them) to every watcher.
+        A job has one final event (result, failed or cancelled); nothing is sent after it."""
+        if self.done:
+            return  # it has its one final answer: nothing follows it (a rerun's stray events)
         frames: list[str | bytes] = [*(binaries or []), event.encode()]
         if isinstance(event, FINAL_EVENTS):
             self.state = JobState.DONE

@@ -291,11 +291,15 @@ def _check_made(argv: list[str], cwd: Path, stdout: str, inbox: Path | None) -> 
         ranked = [line.split()[-1] for line in stdout.splitlines()]
         assert sorted(ranked) == sorted(argv[2:])  # every image, with its score
     elif command == "models":
-        if "--json" in argv:
+        if "--json" in argv and "--workers" in argv:  # the running server's workers
+            workers = json.loads(stdout)
+            assert workers and all({"name", "device", "models_warm"} <= set(w) for w in workers)
+        elif "--json" in argv:
             assert {"builtin", "fill", "filters"} <= {m["name"] for m in json.loads(stdout)}
         else:
             names = {line.split()[0] for line in stdout.splitlines()[1:] if line[:1].strip()}
             assert {"builtin", "fill", "filters"} <= names
+            assert "no server is running" not in stdout  # it listed the server's workers
     elif command == "bundle":
         (path,) = stdout.split()
         folder = argv[argv.index("-o") + 1] if "-o" in argv else "dist"  # its default

@@ -13,6 +13,7 @@ BENCHES = {
     "upscale": "brushlink.server.benchmarks.upscale_quality",
     # a bridge's own: imported by name only when asked for, so the server imports no bridge
     "krita": "brushlink.bridges.krita.bench",
+    "cluster": "brushlink.server.benchmarks.cluster",
 }
 
 

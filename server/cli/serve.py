@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from ..app import App, DoorOpener
 from ..config import ServerConfig, ensure_home, load_config, parse_address
 from ..engines.catalog import build_registry, pick_device
+from ..workers import ClusterUnavailable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +22,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="port (default 7437; 0 picks a free one)")
     p.add_argument("--home", type=Path, help="BRUSHLINK_HOME: config, token, models, logs")
     p.add_argument("--models", type=Path, action="append", help="an extra model folder")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where models run")
+    p.add_argument(
+        "--device",
+        type=device_name,
+        help="where models run: auto (default; every GPU), cpu, cuda (every GPU), cuda:N, mps",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="N workers (on the CPU: N CPU workers, each with cores/N torch threads); "
+        "with --ray: at most N Ray workers",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run engines on a Ray cluster: auto (the one `ray start` runs here), local "
+        "(start one on this machine), HOST:PORT or ray://HOST:10001",
+    )
+    p.add_argument(
+        "--ray-cpus-per-worker",
+        type=float,
+        metavar="K",
+        help="with --ray: CPU workers of K cores each instead of one worker per GPU",
+    )
+    p.add_argument(
+        "--ray-poll-s",
+        type=float,
+        metavar="SECONDS",
+        help="with --ray: how often to look for nodes that joined (default 10)",
+    )
     p.add_argument("--vram-budget", help="GPU memory for loaded models, e.g. 10G")
     p.add_argument("--ram-budget", help="RAM for loaded models on the CPU, e.g. 8G")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the UNet")
@@ -53,7 +84,17 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ram_budget=args.ram_budget,
         compile=args.compile,
         sdapi=args.sdapi,
+        workers=args.workers,
+        ray=args.ray,
+        ray_cpus_per_worker=args.ray_cpus_per_worker,
+        ray_poll_s=args.ray_poll_s,
     )
+
+
+def device_name(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError("auto, cpu, cuda, cuda:N or mps")
+    return text
 
 
 def setup_logging(home: Path, level: str) -> None:
@@ -86,15 +127,20 @@ def run(args: argparse.Namespace) -> int:
     token = ensure_home(config.home)
     setup_logging(config.home, args.log_level)
     device = pick_device(config.device)
-    app = App(config, build_registry(config, device), token, device)
+    try:
+        app = App(config, build_registry(config, device), token, device)
+    except ClusterUnavailable as exc:
+        print(f"brushlink: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
 
         def ready(url: str) -> None:
+            # once the workers are up: joining a Ray cluster installs Ray's own handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
             for door in app.doors:  # before the websocket's line, which scripts wait for
                 print(f"brushlink A1111 API on {door.url}", flush=True)
             print(f"brushlink listening on {url}", flush=True)
@@ -103,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
+    except ClusterUnavailable as exc:
+        print(f"brushlink: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         where = getattr(exc, "address", None) or f"{config.host}:{config.port}"
         print(f"brushlink: cannot listen on {where}: {exc}", file=sys.stderr)

@@ -130,5 +130,11 @@ class Engine(ABC):
     def run(self, job: EngineJob, ctx: JobContext) -> EngineResult:
         """Do the work on the worker thread. Raise ``BrushlinkError`` subclasses for clear failures."""
 
+    def warm_models(self) -> list[str] | None:
+        """The models this engine holds loaded now (a worker holding a job's model draws it);
+        None when it cannot tell, or keeps nothing worth placing jobs by (weight-free engines):
+        its worker then counts the models it ran."""
+        return None
+
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Free any loaded weights (called on shutdown or under memory pressure)."""

@@ -167,6 +167,9 @@ class BuiltinEngine(Engine):
                 self._unet = load_unet(self.device)
             return self._clip, self._unet
 
+    def warm_models(self) -> list[str]:
+        return [MODEL_NAME] if self._unet is not None else []
+
     def unload(self) -> None:
         with self._lock:
             self._unet = None

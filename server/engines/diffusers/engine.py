@@ -127,6 +127,9 @@ class DiffusersEngine(Engine):
             pipe.to(self.device)
         return pipe
 
+    def warm_models(self) -> list[str]:
+        return self.store.loaded_names()
+
     def check(self, request: Request, model: ModelCard, sizes: Sizes) -> None:
         """A reference image needs the IP-Adapter files of the checkpoint's family."""
         if request.kind == "style" and sizes.get("reference"):

@@ -51,7 +51,7 @@ def low_memory_settings(pipe: Any) -> list[str]:
     device = getattr(pipe, "device", torch.device("cpu"))
     if device.type == "cuda" and hasattr(pipe, "enable_model_cpu_offload"):
         try:
-            pipe.enable_model_cpu_offload()
+            pipe.enable_model_cpu_offload(device=device)  # its own GPU, not the first
             applied.append("cpu offload")
         except Exception as exc:  # needs `accelerate`; the other two settings still help
             log.info("cpu offload unavailable: %s", exc)

@@ -133,7 +133,7 @@ def default_budget(device: str) -> int | None:
     if device.startswith("cuda"):
         import torch
 
-        return int(torch.cuda.get_device_properties(0).total_memory * 0.9)
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory * 0.9)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
     except (ValueError, OSError, AttributeError):
