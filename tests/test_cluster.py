@@ -124,11 +124,11 @@ def test_a_worker_holding_a_model_draws_its_jobs(server) -> None:
         return placed
 
     placed = run(main())
-    on = {name: {t.worker for n, t in placed if n == name} for name in ("texture", "fill")}
-    assert len(on["texture"]) == 1 and len(on["fill"]) == 1 and on["texture"] != on["fill"]
+    # the built-in model may be warm on both workers (after earlier tests), so its jobs may go to
+    # either; the fill loads on the first free worker, and draws every later fill there
+    (on_fill,) = {t.worker for n, t in placed if n == "fill"}
     listed = workers(server, 2)
-    assert "fill" in listed[next(iter(on["fill"]))].models_warm
-    assert "fill" not in listed[next(iter(on["texture"]))].models_warm
+    assert [name for name, w in listed.items() if "fill" in w.models_warm] == [on_fill]
 
 
 def test_a_cancel_reaches_a_remote_job_within_a_step(server) -> None:
