@@ -8,7 +8,16 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from fixtures.workers import fill, run, start_server, submit, texture, until_progress, welcome
+from fixtures.workers import (
+    fill,
+    run,
+    start_order_by_priority,
+    start_server,
+    submit,
+    texture,
+    until_progress,
+    welcome,
+)
 
 from brushlink.plugin.client import Client
 from brushlink.plugin.protocol import Cancelled, Progress, WorkerInfo
@@ -113,21 +122,12 @@ def test_a_worker_holding_a_model_draws_its_jobs(tmp_path) -> None:
 
 
 def test_priorities_hold_across_workers(two_workers) -> None:
-    async def main():
-        async with Client(two_workers.url, two_workers.token) as client:
-            blockers = [await submit(client, texture(steps=80, seed=s)) for s in (1, 2)]
-            following = [asyncio.create_task(b.follow()) for b in blockers]
-            await asyncio.gather(*(until_progress(b, 1) for b in blockers))  # both busy
-            waiting = {
-                name: await submit(client, texture(steps=5, priority=p))
-                for name, p in (("low", -5), ("middle", 0), ("high", 5), ("top", 9))
-            }
-            await asyncio.gather(*following, *(w.follow() for w in waiting.values()))
-            return waiting
-
-    waiting = run(main())
-    order = sorted(waiting, key=lambda name: waiting[name].started)
-    assert order == ["top", "high", "middle", "low"]
+    assert start_order_by_priority(two_workers.url, two_workers.token) == [
+        "top",
+        "high",
+        "middle",
+        "low",
+    ]
 
 
 def test_cancel_reaches_the_worker_running_the_job_and_frees_it(two_workers) -> None:
