@@ -149,11 +149,15 @@ def test_eight_clients_with_25_jobs_each_get_every_result_exactly_once(server) -
 
 
 def test_cancel_a_queued_job_and_priority_orders_the_queue(server, astronaut) -> None:
-    big = cv2.resize(astronaut, (1536, 1536))
+    # keeps the worker busy for seconds (a filter on a big image took a fraction of one, and a
+    # busy machine could finish it before the rest of the queue was in)
+    slow = Request(
+        kind="generate", model="builtin", prompt="red stripes", width=64, height=64, steps=30
+    )
 
     async def main():
         async with Client(server.url, server.token) as client:
-            blocker = await client.submit(_sketch_request(big))  # keeps the worker busy
+            blocker = await client.submit(Job(slow))
             low = await client.submit(_sketch_request(astronaut[:64, :64], priority=-5))
             doomed = await client.submit(_sketch_request(astronaut[:64, :64]))
             high = await client.submit(_sketch_request(astronaut[:64, :64], priority=5))
