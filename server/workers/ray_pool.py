@@ -48,6 +48,7 @@ log = logging.getLogger("brushlink.ray")
 NAMESPACE = "brushlink"  # actors are named, e.g. `ray-3fa2-1`: `ray.get_actor(name, NAMESPACE)`
 START_TIMEOUT_S = 120.0  # how long the server waits for its first workers before listening
 MAX_START_FAILURES = 3  # a node whose actors keep failing to start is left alone
+CLIENT_ATTEMPTS = 3  # joins through Ray Client tried when its server fails to start
 POLL_WAIT_S = 1.0  # Ray Client: how long one call for a job's events waits for some
 LOST = (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)
 
@@ -200,14 +201,23 @@ def connect(address: str) -> None:
     """Join the cluster as a driver: ``local`` starts a Ray of this machine's own; ``auto``
     finds the one `ray start` runs here; ``host:port`` or ``ray://host:10001`` names one."""
     options: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING}
-    try:
-        if address == "local":
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine
-            ray.init(include_dashboard=False, **options)
-        else:
-            ray.init(address=address, **options)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterUnavailable(f"cannot join the Ray cluster at `{address}`: {exc}") from exc
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            if address == "local":
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves here
+                ray.init(include_dashboard=False, **options)
+            else:
+                ray.init(address=address, **options)
+            return
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            # Ray Client's proxy answered but its per-client server died while starting (a
+            # race seen on a busy head): another try starts a new one
+            if "Initialization failure from server" in str(exc) and attempt < CLIENT_ATTEMPTS:
+                log.warning("the Ray Client server failed to start; trying again: %s", exc)
+                ray.shutdown()  # whatever the failed try left connected
+                time.sleep(1.0)
+                continue
+            raise ClusterUnavailable(f"cannot join the Ray cluster at `{address}`: {exc}") from exc
 
 
 class RayPool(Pool):
