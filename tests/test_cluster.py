@@ -190,14 +190,18 @@ def test_a_node_leaving_mid_job_and_a_node_joining(cluster, server) -> None:
 
     async def main():
         async with Client(server.url, server.token) as client:
-            # each worker loads its model on its first job: both must be stepping before
-            # the node leaves, so one job is surely cut off mid-run
-            jobs = [await submit(client, texture(steps=100, seed=seed)) for seed in (1, 2)]
-            following = [asyncio.create_task(job.follow()) for job in jobs]
-            await asyncio.gather(*(until_progress(job, 3) for job in jobs))
+            # the node leaves while its worker's job is a few steps in, whichever job that is
+            # (a worker that loads its model first starts late; the other may run far ahead)
+            first = await submit(client, texture(steps=100, seed=1))
+            following = [asyncio.create_task(first.follow())]
+            await until_progress(first, 3)
+            (busy,) = [w for w in (await welcome(server.url, server.token)).workers if w.busy]
+            second = await submit(client, texture(steps=100, seed=2))  # to the other worker
+            following.append(asyncio.create_task(second.follow()))
+            await until_progress(second if busy.name != on_leaving else first, 3)
             cluster.remove_node(leaving)
             await asyncio.gather(*following)
-            return jobs
+            return [first, second]
 
     jobs = run(main())
     for job in jobs:

@@ -275,6 +275,7 @@ class RayPool(Pool):
         alive = {n["NodeID"]: n for n in nodes if n.get("Alive")}
         for worker in [*self.workers, *self.starting]:
             if isinstance(worker, RayWorker) and worker.node_id not in alive:
+                log.warning("node %s left the cluster: worker %s dropped", worker.node, worker.name)
                 self._drop(worker)
         totals = {node_id: n.get("Resources", {}) for node_id, n in alive.items()}
         per_worker = self.config.ray_cpus_per_worker
