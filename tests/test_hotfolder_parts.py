@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 import os
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.hotfolder import huge_png
 from PIL import Image
 from skimage import data
 
@@ -253,7 +252,7 @@ def test_read_image_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidImage, match="truncated"):
         read_image(cut)
     big = tmp_path / "big.png"
-    big.write_bytes(_huge_png_header(40000, 40000))
+    big.write_bytes(huge_png(40000, 40000))
     with pytest.raises(ImageTooLarge, match="too large"):
         read_image(big, max_pixels=4096 * 4096)
 
@@ -275,20 +274,3 @@ def test_prompts_skip_blank_and_comment_lines(tmp_path: Path) -> None:
     path.write_text("\n# nothing\n")
     with pytest.raises(InvalidField, match="holds no prompt"):
         read_prompts(path)
-
-
-def _huge_png_header(width: int, height: int) -> bytes:
-    """A valid PNG whose header claims a huge size (the pixel data is one empty row)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0"))
-        + chunk(b"IEND", b"")
-    )

@@ -12,25 +12,14 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from brushlink.server.benchmarks.serving import start_server
+
 HERE = Path(__file__).resolve().parent
 GOALS_MS = {1024: 100, 2048: 300}
-
-
-def _start_server(home: Path) -> tuple[subprocess.Popen, str, str]:
-    command = [sys.executable, "-m", "brushlink.server.cli.main", "serve", "--port", "0"]
-    command += ["--home", str(home), "--log-level", "WARNING"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("brushlink listening on "):
-        proc.kill()
-        raise RuntimeError("the benchmark server did not start")
-    return proc, line.split()[-1], (home / "token").read_text().strip()
 
 
 def _photo(side: int, path: Path) -> str:
@@ -54,7 +43,7 @@ def run_krita_bench(repeats: int = 5) -> dict[str, Any]:
         (work / "home").mkdir()
         runtime = work / "runtime"
         runtime.mkdir(mode=0o700)
-        proc, url, token = _start_server(work / "home")
+        proc, url, token = start_server(work / "home")
         try:
             config = {
                 "zip": str(build(work / "dist")),

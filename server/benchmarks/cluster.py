@@ -25,7 +25,6 @@ import asyncio
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,21 +37,9 @@ from brushlink.plugin.protocol import Result
 from brushlink.plugin.request import Job, Request
 
 from .machine import CpuWatch
+from .serving import start_server
 
 PARTS = ("queued_s", "dispatch_s", "transfer_s", "relay_s", "encode_s", "run_s")
-
-
-def _serve(home: Path, args: list[str]) -> tuple[subprocess.Popen, str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    command = [sys.executable, "-m", "brushlink.server.cli.main", "serve", "--port", "0"]
-    command += ["--home", str(home), "--device", "cpu", "--log-level", "WARNING", *args]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("brushlink listening on "):
-        proc.kill()
-        raise RuntimeError(f"the benchmark server did not start: {' '.join(args)}")
-    return proc, line.split()[-1], (home / "token").read_text().strip()
 
 
 def _job(size: int, steps: int, seed: int) -> Job:
@@ -93,7 +80,8 @@ def _measure(args: list[str], opts: argparse.Namespace, workers: int) -> dict[st
     """A server with these flags: after a warm-up, ``opts.repeats`` timed batches; the
     fastest counts (on a shared machine other work only ever slows a batch down)."""
     with tempfile.TemporaryDirectory() as home:
-        proc, url, token = _serve(Path(home), args)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+        proc, url, token = start_server(Path(home), "--device", "cpu", *args, env=env)
         try:
             warm = [_job(opts.size, 2, 900 + k) for k in range(workers)]
             asyncio.run(_drive(url, token, warm, workers))  # each worker loads the model

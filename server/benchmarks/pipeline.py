@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .serving import start_server
+
 RUNS = 15
 CPU_THREADS = 1  # a CPU shared with other work times more steadily on one thread
 
@@ -32,25 +34,12 @@ def _settings(cuda: bool) -> dict[str, Any]:
     return {"size": 128, "steps": 10, "model": "narrow SD 1.5, random weights"}
 
 
-def _start_server(home: Path, device: str) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "BRUSHLINK_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+def _start_server(home: Path, device: str) -> tuple[subprocess.Popen[str], str]:
+    env = dict(os.environ)
     if device == "cpu":  # the same thread count on both sides
         env["OMP_NUM_THREADS"] = str(CPU_THREADS)
-    cmd = [sys.executable, "-m", "brushlink.server.cli.main", "serve", "--port", "0",
-           "--home", str(home), "--device", device]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("brushlink listening on "):
-            return proc, line.split()[-1]
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("the benchmark server did not start")
+    proc, url, _ = start_server(home, "--device", device, env=env)
+    return proc, url
 
 
 def run_pipeline_bench(runs: int = RUNS) -> dict[str, Any]:

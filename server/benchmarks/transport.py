@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,31 +30,7 @@ from brushlink.plugin.request import Job, Request
 from ..engines.base import EngineJob, JobContext
 from ..engines.filters.engine import FiltersEngine
 from ..images import encode_rgba
-
-
-def _start_server(home: Path) -> tuple[subprocess.Popen, str, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "brushlink.server.cli.main",
-            "serve",
-            "--port",
-            "0",
-            "--home",
-            str(home),
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("brushlink listening on "):
-        proc.kill()
-        raise RuntimeError("the benchmark server did not start")
-    return proc, line.split()[-1], (home / "token").read_text().strip()
+from .serving import start_server
 
 
 def _photo(side: int) -> np.ndarray:
@@ -119,7 +93,7 @@ def run_transport_bench(small_repeats: int = 60, big_repeats: int = 5) -> dict[s
     spec = Request(kind="style", style="detail", strength=0.0)
     big: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as home:
-        proc, url, token = _start_server(Path(home))
+        proc, url, token = start_server(Path(home))
         try:
             client = BlockingClient(url, token, timeout=120)
             client.connect()
