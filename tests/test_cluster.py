@@ -222,6 +222,39 @@ def test_a_node_leaving_mid_job_and_a_node_joining(cluster, server) -> None:
     assert any(node.endswith(joined.node_id[:8]) for node in nodes)
 
 
+def test_a_worker_dropped_with_its_node_stops_being_listened_to(tmp_path) -> None:
+    """A node Ray lists as dead may still stream to the front (a network split, or an actor
+    process that outlives its node, as seen here): once the pool drops the node's worker, its
+    job's run ends at once with `WorkerLost`, so the job runs again elsewhere, and the stream
+    is no longer read."""
+    from brushlink.server.config import ServerConfig
+    from brushlink.server.workers.base import WorkerLost
+    from brushlink.server.workers.ray_pool import RayPool, RayWorker
+
+    async def main():
+        pool = RayPool(ServerConfig(home=tmp_path))
+        worker = RayWorker(pool, None, 1, "ray-test-1", "cpu", "0" * 56)
+        pool.workers.append(worker)
+        reading, stopped = asyncio.Event(), asyncio.Event()
+
+        async def still_streaming():
+            reading.set()
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                stopped.set()
+
+        running = asyncio.create_task(worker._unless_gone(still_streaming()))
+        await reading.wait()
+        pool._drop(worker)  # what reconcile does for a node that left
+        with pytest.raises(WorkerLost, match="left the cluster"):
+            await asyncio.wait_for(running, 5)
+        await asyncio.wait_for(stopped.wait(), 5)
+        return pool.workers
+
+    assert run(main()) == []
+
+
 def test_two_ray_workers_give_at_least_0_8_of_twice_one_workers_jobs_per_second(
     cluster, server, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
